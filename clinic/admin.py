@@ -1,0 +1,18 @@
+"""The Django admin is for superusers only; staff work in the clinic's own screens."""
+
+from django.conf import settings
+from django.contrib import admin
+
+
+class ClinicAdminSite(admin.AdminSite):
+    site_header = "Ketamine clinic administration"
+    site_title = "Clinic admin"
+    index_title = "Records"
+
+    def each_context(self, request):
+        context = super().each_context(request)
+        context["TIME_ZONE"] = settings.TIME_ZONE
+        return context
+
+    def has_permission(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser

@@ -1,0 +1,17 @@
+"""The Celery application, configured from Django settings (``CELERY_`` namespace)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic.settings")
+
+app = Celery("clinic")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Exactly one beat process runs this schedule (docker-compose's ``beat`` service,
+# or the ``beat`` line of the development Procfile).
+app.conf.beat_schedule = {
+    "worker-heartbeat": {"task": "clinic.tasks.heartbeat", "schedule": 60.0},
+}

@@ -1,0 +1,216 @@
+"""Settings for the clinic tracker, read from the environment (django-environ).
+
+Every value that differs between a laptop and a clinic's server comes from an
+environment variable; a malformed value stops the process at start-up rather than
+being silently replaced by a default. Without ``DATABASE_URL`` / ``REDIS_URL`` and
+with ``DJANGO_DEBUG=true`` the project runs embedded (SQLite and a filesystem
+broker) so that ``make run`` needs no services; production requires both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("CLINIC_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+if DEBUG:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-development-key-never-use-in-production")
+else:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY")  # no default: production must set it
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "clinic.apps.ClinicAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "clinic.apps.ClinicConfig",
+    "patients.apps.PatientsConfig",
+    "sessions.apps.InfusionsConfig",  # label "infusions": django.contrib.sessions owns "sessions"
+    "maintenance.apps.MaintenanceConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "clinic.urls"
+WSGI_APPLICATION = "clinic.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------
+if DEBUG:
+    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'clinic.sqlite3'}")}
+else:
+    DATABASES = {"default": env.db("DATABASE_URL")}
+DATABASES["default"]["ATOMIC_REQUESTS"] = True
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker and cache ----------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if not REDIS_URL and not DEBUG:
+    raise ImproperlyConfigured("REDIS_URL must be set in production (the embedded broker is for development).")
+
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A task not acknowledged within this time is delivered again; reminders never
+        # wait in the broker (they are database rows), so an hour is ample.
+        "visibility_timeout": 3600,
+    }
+else:
+    # Embedded default: a cache and a broker on the local filesystem, shared by the web
+    # process, the worker and beat without any server.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+    _broker_dir = VAR_DIR / "broker"
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+    # The filesystem transport has no broadcast exchange for remote control.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+
+# --- Celery ---------------------------------------------------------------------
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=90)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TASK_ALWAYS_EAGER = False
+
+# --- Authentication -------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+# --- Internationalisation and time ----------------------------------------------
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+USE_TZ = True  # stored in UTC ...
+TIME_ZONE = env.str("CLINIC_TIME_ZONE", default="America/New_York")  # ... shown in the clinic's zone
+
+# --- Static files ---------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# --- Email ----------------------------------------------------------------------
+EMAIL_BACKEND = env.str(
+    "DJANGO_EMAIL_BACKEND",
+    default="django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="clinic@localhost")
+
+# --- Django REST Framework ------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+}
+
+# --- Logging --------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# --- Clinic rules (see ../shared/CLINICAL.md; each is a setting, never a literal) ---
+# Weekdays the clinic is closed, Monday=0 ... Sunday=6. Closed dates (holidays) are
+# kept in the database (sessions.ClosedDay).
+CLINIC_CLOSED_WEEKDAYS = env.list("CLINIC_CLOSED_WEEKDAYS", cast=int, default=[5, 6])
+# Local time of day given to sessions materialised from a protocol, "HH:MM".
+CLINIC_DEFAULT_APPOINTMENT_TIME = env.str("CLINIC_DEFAULT_APPOINTMENT_TIME", default="09:00")
+# A gap longer than this inside an induction series is reported (days).
+CLINIC_SERIES_MAX_GAP_DAYS = env.int("CLINIC_SERIES_MAX_GAP_DAYS", default=7)
+# Baseline PHQ-9: the most recent one taken this many days before the first infusion.
+CLINIC_BASELINE_WINDOW_DAYS = env.int("CLINIC_BASELINE_WINDOW_DAYS", default=14)
+# Booster reminders: "due soon" starts this many days before the due date.
+CLINIC_BOOSTER_LEAD_DAYS = env.int("CLINIC_BOOSTER_LEAD_DAYS", default=7)
+# Without a maximum interval in the plan, a booster is overdue this many days after due.
+CLINIC_BOOSTER_OVERDUE_GRACE_DAYS = env.int("CLINIC_BOOSTER_OVERDUE_GRACE_DAYS", default=7)
+# Default symptom triggers of a new maintenance plan (PHQ-9 points).
+CLINIC_TRIGGER_PHQ9_THRESHOLD = env.int("CLINIC_TRIGGER_PHQ9_THRESHOLD", default=10)
+CLINIC_TRIGGER_PHQ9_RISE = env.int("CLINIC_TRIGGER_PHQ9_RISE", default=5)
+# Vital-sign thresholds (mmHg, beats/min, %).
+CLINIC_VITALS_REVIEW_SYSTOLIC = env.int("CLINIC_VITALS_REVIEW_SYSTOLIC", default=140)
+CLINIC_VITALS_REVIEW_DIASTOLIC = env.int("CLINIC_VITALS_REVIEW_DIASTOLIC", default=90)
+CLINIC_VITALS_ALERT_SYSTOLIC = env.int("CLINIC_VITALS_ALERT_SYSTOLIC", default=180)
+CLINIC_VITALS_ALERT_DIASTOLIC = env.int("CLINIC_VITALS_ALERT_DIASTOLIC", default=100)
+CLINIC_VITALS_ALERT_HEART_RATE = env.int("CLINIC_VITALS_ALERT_HEART_RATE", default=110)
+CLINIC_VITALS_ALERT_SPO2_BELOW = env.int("CLINIC_VITALS_ALERT_SPO2_BELOW", default=92)

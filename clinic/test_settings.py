@@ -1,0 +1,23 @@
+"""Settings for the test suite: the real settings on the local PostgreSQL and Redis.
+
+Both addresses can be overridden by ``DATABASE_URL`` / ``REDIS_URL``; tests never fall
+back to SQLite or an in-memory broker (tests/conftest.py checks both are reachable).
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_DEBUG", "false")
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/clinic")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+
+from clinic.settings import *  # noqa: F403
+
+# Fast hashing: the tests create many users and never attack their passwords.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+# Static files are served from the finders in tests; nothing is collected.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -1,0 +1,262 @@
+"""Maintenance plans, booster appointments and the reminder rows Celery sends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from clinic.db import PublicModel
+from patients.models import Patient
+from sessions.models import InfusionSession, Protocol, SessionKind
+
+MIN_INTERVAL_DAYS = 7
+MAX_INTERVAL_DAYS = 365
+
+
+def default_trigger_threshold() -> int:
+    return settings.CLINIC_TRIGGER_PHQ9_THRESHOLD
+
+
+def default_trigger_rise() -> int:
+    return settings.CLINIC_TRIGGER_PHQ9_RISE
+
+
+class BoosterStage(models.TextChoices):
+    NOT_YET_DUE = "not_yet_due", "Not yet due"
+    DUE_SOON = "due_soon", "Due soon"
+    DUE = "due", "Due"
+    OVERDUE = "overdue", "Overdue"
+
+
+@dataclass(frozen=True)
+class BoosterDue:
+    """When the next booster is due and where today stands."""
+
+    last_infusion_on: dt.date
+    due_on: dt.date
+    #: the last day the booster is "due" rather than "overdue".
+    due_until: dt.date
+    stage: BoosterStage
+    #: positive before the due date, negative after it.
+    days_until_due: int
+
+
+def _interval_field(verbose_name: str, **kwargs) -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(
+        verbose_name,
+        validators=[MinValueValidator(MIN_INTERVAL_DAYS), MaxValueValidator(MAX_INTERVAL_DAYS)],
+        **kwargs,
+    )
+
+
+class MaintenancePlan(PublicModel):
+    """How often a patient's boosters should come, and what brings one forward.
+
+    Intervals are in days from the last infusion. The booster is *due* from the target
+    interval until the maximum (or, without a maximum, for CLINIC_BOOSTER_OVERDUE_GRACE_DAYS),
+    then *overdue*. A symptom trigger brings the due date forward, but never before the
+    minimum interval.
+    """
+
+    patient = models.OneToOneField(Patient, on_delete=models.PROTECT, related_name="maintenance_plan")
+    protocol = models.ForeignKey(
+        Protocol, on_delete=models.PROTECT, related_name="+", help_text="Route and dose of each booster."
+    )
+    target_interval_days = _interval_field("target interval (days)", default=28)
+    min_interval_days = _interval_field("minimum interval (days)", null=True, blank=True)
+    max_interval_days = _interval_field("maximum interval (days)", null=True, blank=True)
+    trigger_phq9_threshold = models.PositiveSmallIntegerField(
+        "trigger: PHQ-9 at or above",
+        null=True,
+        blank=True,
+        default=default_trigger_threshold,
+        validators=[MinValueValidator(1), MaxValueValidator(27)],
+        help_text="Leave empty to turn this trigger off.",
+    )
+    trigger_phq9_rise = models.PositiveSmallIntegerField(
+        "trigger: PHQ-9 rise over the post-induction low (points)",
+        null=True,
+        blank=True,
+        default=default_trigger_rise,
+        validators=[MinValueValidator(1), MaxValueValidator(27)],
+        help_text="Leave empty to turn this trigger off.",
+    )
+    is_active = models.BooleanField(default=True)
+    notes = models.TextField("scheduling notes", blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(target_interval_days__range=(MIN_INTERVAL_DAYS, MAX_INTERVAL_DAYS)),
+                name="plan_target_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_interval_days__isnull=True)
+                | Q(min_interval_days__gte=MIN_INTERVAL_DAYS, min_interval_days__lte=F("target_interval_days")),
+                name="plan_min_not_above_target",
+                violation_error_message="The minimum interval cannot be longer than the target.",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_interval_days__isnull=True)
+                | Q(max_interval_days__lte=MAX_INTERVAL_DAYS, max_interval_days__gte=F("target_interval_days")),
+                name="plan_max_not_below_target",
+                violation_error_message="The maximum interval cannot be shorter than the target.",
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger_phq9_threshold__isnull=True) | Q(trigger_phq9_threshold__range=(1, 27)),
+                name="plan_trigger_threshold_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger_phq9_rise__isnull=True) | Q(trigger_phq9_rise__range=(1, 27)),
+                name="plan_trigger_rise_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Maintenance plan for {self.patient}"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.target_interval_days and self.min_interval_days and self.min_interval_days > self.target_interval_days:
+            errors["min_interval_days"] = "The minimum interval cannot be longer than the target."
+        if self.target_interval_days and self.max_interval_days and self.max_interval_days < self.target_interval_days:
+            errors["max_interval_days"] = "The maximum interval cannot be shorter than the target."
+        if errors:
+            raise ValidationError(errors)
+
+    def trigger_reason(self, *, total: int, post_induction_low: int | None) -> str | None:
+        """Why a PHQ-9 total (0-27) should bring the next booster forward, or None."""
+        if self.trigger_phq9_threshold is not None and total >= self.trigger_phq9_threshold:
+            return f"PHQ-9 {total} is at or above {self.trigger_phq9_threshold}"
+        if (
+            self.trigger_phq9_rise is not None
+            and post_induction_low is not None
+            and total - post_induction_low >= self.trigger_phq9_rise
+        ):
+            rise = total - post_induction_low
+            return f"PHQ-9 {total} is {rise} points above the post-induction low of {post_induction_low}"
+        return None
+
+    def due_status(
+        self,
+        *,
+        last_infusion_on: dt.date,
+        today: dt.date,
+        triggered_on: dt.date | None = None,
+    ) -> BoosterDue:
+        """The booster's due date and stage on ``today``.
+
+        ``last_infusion_on`` is the clinic-local day of the last completed infusion;
+        ``triggered_on`` the day a symptom trigger fired since then, if any. "Due soon"
+        starts CLINIC_BOOSTER_LEAD_DAYS (default 7) before the due date.
+        """
+        due_on = last_infusion_on + dt.timedelta(days=self.target_interval_days)
+        if triggered_on is not None:
+            earliest = last_infusion_on + dt.timedelta(days=self.min_interval_days or 0)
+            due_on = min(due_on, max(triggered_on, earliest))
+        if self.max_interval_days is not None:
+            grace = self.max_interval_days - self.target_interval_days
+        else:
+            grace = settings.CLINIC_BOOSTER_OVERDUE_GRACE_DAYS
+        due_until = due_on + dt.timedelta(days=grace)
+        lead = dt.timedelta(days=settings.CLINIC_BOOSTER_LEAD_DAYS)
+        if today < due_on - lead:
+            stage = BoosterStage.NOT_YET_DUE
+        elif today < due_on:
+            stage = BoosterStage.DUE_SOON
+        elif today <= due_until:
+            stage = BoosterStage.DUE
+        else:
+            stage = BoosterStage.OVERDUE
+        return BoosterDue(last_infusion_on, due_on, due_until, stage, (due_on - today).days)
+
+
+class BoosterAppointmentManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(kind=SessionKind.BOOSTER)
+
+
+class BoosterAppointment(InfusionSession):
+    """A booster infusion: an infusion session of kind "booster", booked by the scheduler."""
+
+    objects = BoosterAppointmentManager()
+
+    class Meta:
+        proxy = True
+        ordering = ["-scheduled_at"]
+
+
+class ReminderKind(models.TextChoices):
+    BOOSTER_STAGE = "booster_stage", "Booster reached a new stage"
+
+
+class ReminderChannel(models.TextChoices):
+    IN_APP = "in_app", "In-app notification"
+    EMAIL = "email", "Email"
+
+
+class ReminderStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Reminder(PublicModel):
+    """One message that must go out exactly once.
+
+    The unique constraint names what must not happen twice (this stage of this booster
+    cycle, to this person, by this channel); the dispatcher claims a row with a
+    conditional UPDATE before sending, so two workers never send the same reminder.
+    A booster cycle is identified by the infusion its due date counts from.
+    """
+
+    kind = models.CharField(max_length=32, choices=ReminderKind.choices)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="reminders")
+    cycle_start = models.ForeignKey(
+        InfusionSession,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="The infusion the booster's due date counts from.",
+    )
+    stage = models.CharField(max_length=16, choices=BoosterStage.choices)
+    repeat = models.PositiveSmallIntegerField(default=0, help_text="0 the first time; then each overdue re-reminder.")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reminders")
+    channel = models.CharField(max_length=8, choices=ReminderChannel.choices)
+    send_after = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=ReminderStatus.choices, default=ReminderStatus.PENDING)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-send_after"]
+        indexes = [
+            # Dispatcher: pending reminders whose time has come, oldest first.
+            models.Index(fields=["send_after"], condition=Q(status="pending"), name="reminder_pending_idx"),
+            # Sweeper: rows stuck in "sending" after a worker died.
+            models.Index(fields=["claimed_at"], condition=Q(status="sending"), name="reminder_sending_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "cycle_start", "stage", "repeat", "recipient", "channel"],
+                name="reminder_once_per_stage_recipient_channel",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=ReminderKind.values), name="reminder_kind_valid"),
+            models.CheckConstraint(condition=Q(stage__in=BoosterStage.values), name="reminder_stage_valid"),
+            models.CheckConstraint(condition=Q(channel__in=ReminderChannel.values), name="reminder_channel_valid"),
+            models.CheckConstraint(condition=Q(status__in=ReminderStatus.values), name="reminder_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status=ReminderStatus.SENT) | Q(sent_at__isnull=False), name="reminder_sent_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_stage_display()} reminder for {self.recipient} ({self.get_channel_display()})"

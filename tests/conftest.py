@@ -1,0 +1,88 @@
+"""Shared fixtures: a small cast of users, one per role, and the services checks.
+
+The suite runs against the real PostgreSQL and Redis (clinic/test_settings.py); if
+either is unreachable the run stops at once with a message saying which and where.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+
+from tests import factories
+
+
+def _check_services() -> list[str]:
+    import psycopg
+    import redis
+
+    problems = []
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        problems.append(f"tests need PostgreSQL, but DATABASE_URL points at {db['ENGINE']}")
+    else:
+        try:
+            psycopg.connect(
+                host=db["HOST"] or "127.0.0.1",
+                port=db["PORT"] or 5432,
+                user=db["USER"],
+                password=db["PASSWORD"] or None,
+                dbname="postgres",
+                connect_timeout=3,
+            ).close()
+        except psycopg.Error as error:
+            problems.append(f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT'] or 5432} ({error})")
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        problems.append(f"Redis is not reachable at {settings.REDIS_URL} ({error})")
+    return problems
+
+
+def pytest_sessionstart(session):
+    problems = _check_services()
+    if problems:
+        pytest.exit(
+            "Cannot run the tests:\n  - "
+            + "\n  - ".join(problems)
+            + "\nStart the services (bash .ci/run does) or set DATABASE_URL / REDIS_URL.",
+            returncode=3,
+        )
+
+
+@pytest.fixture
+def clinician(db):
+    return factories.UserFactory(username="dr_lee", role="clinician")
+
+
+@pytest.fixture
+def other_clinician(db):
+    return factories.UserFactory(username="dr_okafor", role="clinician")
+
+
+@pytest.fixture
+def scheduler(db):
+    return factories.UserFactory(username="sam_scheduler", role="scheduler")
+
+
+@pytest.fixture
+def superuser(db):
+    return factories.UserFactory(username="root", is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def patient(db):
+    """Patient A, with a portal account."""
+    return factories.PatientFactory(with_portal_account=True)
+
+
+@pytest.fixture
+def other_patient(db):
+    """Patient B, with a portal account of their own."""
+    return factories.PatientFactory(with_portal_account=True)
+
+
+@pytest.fixture
+def protocol(db):
+    """The default protocol: six IV infusions twice a week at 0.5 mg/kg."""
+    return factories.ProtocolFactory()
