@@ -1,8 +1,12 @@
 """Model building blocks shared by the clinic's apps."""
 
+from __future__ import annotations
+
+import re
 import uuid
 
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
 
 
 class PublicModel(models.Model):
@@ -14,3 +18,31 @@ class PublicModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+def constraint_violation(model: type[models.Model], error: IntegrityError) -> ValidationError | None:
+    """The ``ValidationError`` a violated constraint of ``model`` stands for, if it is one.
+
+    PostgreSQL names the constraint in the error's diagnostics; SQLite in its message.
+    """
+    cause = error.__cause__
+    name = getattr(getattr(cause, "diag", None), "constraint_name", None)
+    for constraint in model._meta.constraints:
+        if constraint.name == name or (name is None and re.search(rf"\b{re.escape(constraint.name)}\b", str(error))):
+            return ValidationError(constraint.get_violation_error_message(), code="constraint")
+    return None
+
+
+def validate_and_save(instance: models.Model, **save_kwargs) -> None:
+    """Validate fields and ``clean()`` in Python, then save; the database checks the
+    constraints once, and a violation comes back as a ``ValidationError`` with the
+    constraint's message (instead of one query per constraint in ``full_clean``)."""
+    instance.full_clean(validate_constraints=False)
+    try:
+        with transaction.atomic():
+            instance.save(**save_kwargs)
+    except IntegrityError as error:
+        violation = constraint_violation(type(instance), error)
+        if violation is None:
+            raise
+        raise violation from error

@@ -9,12 +9,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from clinic.db import validate_and_save
 from maintenance.models import BoosterAppointment, MaintenancePlan
 from patients import access
 from patients.models import Patient
 from sessions.models import SessionKind
 from sessions.scheduling import clinic_date
-from sessions.services import check_infusion_day, planned_dose, save_scheduled_session
+from sessions.services import check_infusion_day, planned_dose
 
 PLAN_FIELDS = (
     "protocol",
@@ -42,8 +43,7 @@ def maintenance_plan_save(*, patient: Patient, by, **fields: Any) -> Maintenance
         plan = MaintenancePlan(patient=patient)
     for name, value in fields.items():
         setattr(plan, name, value)
-    plan.full_clean()
-    plan.save()
+    validate_and_save(plan)
     return plan
 
 
@@ -87,5 +87,5 @@ def booster_schedule(
         planned_minutes=protocol.duration_minutes,
         **planned_dose(protocol),
     )
-    save_scheduled_session(booster)
+    validate_and_save(booster)
     return booster

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from clinic.db import validate_and_save
 from patients import access
 from patients.models import Patient, PHQ9Assessment, PHQ9Source
 from patients.phq9 import ITEM_FIELDS
@@ -52,8 +53,7 @@ def phq9_record(
         entered_by=entered_by,
         **{field: answers.get(field) for field in ITEM_FIELDS},
     )
-    assessment.full_clean()
-    assessment.save()
+    validate_and_save(assessment)
     assessment.refresh_from_db(fields=["total"])
     return assessment
 
@@ -92,9 +92,8 @@ def patient_record_weight(
     patient.weight_kg = weight
     patient.weight_recorded_on = recorded_on or timezone.localdate()
     try:
-        patient.full_clean()
+        validate_and_save(patient, update_fields=["weight_kg", "weight_recorded_on", "updated_at"])
     except ValidationError:
         patient.refresh_from_db(fields=["weight_kg", "weight_recorded_on"])
         raise
-    patient.save(update_fields=["weight_kg", "weight_recorded_on", "updated_at"])
     return patient

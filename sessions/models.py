@@ -388,16 +388,32 @@ class LockedChildMixin:
         return super().delete(*args, **kwargs)
 
 
+#: Plausible ranges of a reading; anything outside is a typing error, not a patient.
+SYSTOLIC_RANGE = (50, 300)  # mmHg
+DIASTOLIC_RANGE = (20, 200)  # mmHg
+HEART_RATE_RANGE = (20, 250)  # beats/min
+SPO2_RANGE = (50, 100)  # %
+
+
+def _vital_field(verbose_name: str, bounds: tuple[int, int]) -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(
+        verbose_name,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(bounds[0]), MaxValueValidator(bounds[1])],
+    )
+
+
 class VitalSignReading(LockedChildMixin, PublicModel):
     """One timestamped set of vital signs (mmHg, beats/min, % SpO2)."""
 
     session = models.ForeignKey(InfusionSession, on_delete=models.CASCADE, related_name="vitals")
     taken_at = models.DateTimeField()
     phase = models.CharField(max_length=16, choices=VitalPhase.choices, default=VitalPhase.DURING)
-    systolic = models.PositiveSmallIntegerField("systolic (mmHg)", null=True, blank=True)
-    diastolic = models.PositiveSmallIntegerField("diastolic (mmHg)", null=True, blank=True)
-    heart_rate = models.PositiveSmallIntegerField("heart rate (/min)", null=True, blank=True)
-    spo2 = models.PositiveSmallIntegerField("SpO2 (%)", null=True, blank=True)
+    systolic = _vital_field("systolic (mmHg)", SYSTOLIC_RANGE)
+    diastolic = _vital_field("diastolic (mmHg)", DIASTOLIC_RANGE)
+    heart_rate = _vital_field("heart rate (/min)", HEART_RATE_RANGE)
+    spo2 = _vital_field("SpO2 (%)", SPO2_RANGE)
     recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
@@ -410,8 +426,8 @@ class VitalSignReading(LockedChildMixin, PublicModel):
                     # explicit IS NOT NULL: a CHECK passes when its condition is NULL
                     systolic__isnull=False,
                     diastolic__isnull=False,
-                    systolic__range=(50, 300),
-                    diastolic__range=(20, 200),
+                    systolic__range=SYSTOLIC_RANGE,
+                    diastolic__range=DIASTOLIC_RANGE,
                     systolic__gt=models.F("diastolic"),
                 ),
                 name="vitals_blood_pressure_plausible",
@@ -420,9 +436,12 @@ class VitalSignReading(LockedChildMixin, PublicModel):
                 ),
             ),
             models.CheckConstraint(
-                condition=Q(heart_rate__isnull=True) | Q(heart_rate__range=(20, 250)), name="vitals_heart_rate_range"
+                condition=Q(heart_rate__isnull=True) | Q(heart_rate__range=HEART_RATE_RANGE),
+                name="vitals_heart_rate_range",
             ),
-            models.CheckConstraint(condition=Q(spo2__isnull=True) | Q(spo2__range=(50, 100)), name="vitals_spo2_range"),
+            models.CheckConstraint(
+                condition=Q(spo2__isnull=True) | Q(spo2__range=SPO2_RANGE), name="vitals_spo2_range"
+            ),
             models.CheckConstraint(
                 condition=Q(systolic__isnull=False) | Q(heart_rate__isnull=False) | Q(spo2__isnull=False),
                 name="vitals_not_empty",

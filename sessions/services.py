@@ -14,9 +14,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from clinic.db import validate_and_save
 from patients import access
 from patients.models import Patient, PatientStatus
 from patients.services import patient_record_weight
@@ -203,17 +204,6 @@ def check_infusion_day(*, patient: Patient, day: dt.date, exclude: InfusionSessi
         raise ValidationError({"scheduled_at": f"{patient.full_name} already has an infusion on {day:%d %B %Y}."})
 
 
-def save_scheduled_session(session: InfusionSession, **save_kwargs) -> None:
-    try:
-        with transaction.atomic():
-            session.save(**save_kwargs)
-    except IntegrityError as error:
-        # Lost a race with another booking of the same day: the unique constraint wins.
-        if "session_one_per_patient_day" in str(error):
-            raise ValidationError({"scheduled_at": "This patient already has an infusion on that day."}) from None
-        raise
-
-
 @transaction.atomic
 def session_reschedule(*, session: InfusionSession, scheduled_at: dt.datetime, by=None) -> list[Gap]:
     """Move one scheduled session; the others stay where they are.
@@ -230,7 +220,7 @@ def session_reschedule(*, session: InfusionSession, scheduled_at: dt.datetime, b
         raise ValidationError({"scheduled_at": "Give the new time with its time zone."})
     check_infusion_day(patient=session.patient, day=clinic_date(scheduled_at), exclude=session)
     session.scheduled_at = scheduled_at
-    save_scheduled_session(session, update_fields=["scheduled_at", "updated_at"])
+    validate_and_save(session, update_fields=["scheduled_at", "scheduled_on", "updated_at"])
     return series_gap_report(session.series) if session.series_id else []
 
 
@@ -277,7 +267,7 @@ def series_schedule_makeup(*, series: InductionSeries, scheduled_at: dt.datetime
         planned_minutes=protocol.duration_minutes,
         **planned_dose(protocol),
     )
-    save_scheduled_session(session)
+    validate_and_save(session)
     return session
 
 
@@ -322,8 +312,7 @@ def session_start(
         session.dose_mg = weight_based_dose_mg(mg_per_kg=session.dose_mg_per_kg, weight_kg=weight)
     session.started_at = started_at
     session.administered_by = by
-    session.full_clean()
-    session.save()
+    validate_and_save(session)
     return session
 
 
@@ -354,8 +343,7 @@ def session_record_vitals(
         spo2=spo2,
         recorded_by=by,
     )
-    reading.full_clean()
-    reading.save()
+    validate_and_save(reading)
     return reading
 
 
@@ -364,8 +352,7 @@ def session_record_side_effect(*, session: InfusionSession, by, kind: str, sever
     _require_clinician(by, session.patient)
     session = _locked_for_update(session)
     effect = SideEffect(session=session, kind=kind, severity=severity, note=(note or "").strip())
-    effect.full_clean()
-    effect.save()
+    validate_and_save(effect)
     return effect
 
 
@@ -390,8 +377,7 @@ def session_complete(
     if notes:
         session.notes = notes
     session.status = SessionStatus.COMPLETED
-    session.full_clean()
-    session.save()
+    validate_and_save(session)
     return session
 
 
@@ -404,8 +390,7 @@ def session_discharge(*, session: InfusionSession, by, discharged_at: dt.datetim
         raise ValidationError("Complete the infusion before discharging the patient.")
     session.discharged_at = discharged_at or timezone.now()
     session.discharged_by = by
-    session.full_clean()
-    session.save()
+    validate_and_save(session)
     return session
 
 

@@ -374,3 +374,19 @@ def test_only_clinicians_sign_and_amend(session, clinician, scheduler):
     signed = session_sign(session=given, by=clinician)
     with pytest.raises(PermissionDenied):
         session_amend(session=signed, by=scheduler, reason="x", changes={"notes": "y"})
+
+
+@pytest.mark.django_db
+def test_a_constraint_the_database_enforces_comes_back_as_a_clear_message(session, clinician):
+    with pytest.raises(ValidationError) as error:
+        session_record_vitals(session=session, by=clinician, phase=VitalPhase.PRE, systolic=80, diastolic=90)
+    assert error.value.messages == [
+        "Blood pressure needs both values, 50-300 over 20-200 mmHg, systolic above diastolic."
+    ]
+
+
+@pytest.mark.django_db
+def test_an_implausible_value_is_reported_against_its_field(session, clinician):
+    with pytest.raises(ValidationError) as error:
+        session_record_vitals(session=session, by=clinician, phase=VitalPhase.PRE, heart_rate=500)
+    assert "heart_rate" in error.value.message_dict
