@@ -70,6 +70,7 @@ class Patient(PublicModel):
     )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
+        verbose_name="portal account",
         on_delete=models.SET_NULL,
         null=True,
         blank=True,

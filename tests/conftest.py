@@ -6,10 +6,20 @@ either is unreachable the run stops at once with a message saying which and wher
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from django.conf import settings
 
 from tests import factories
+
+# Playwright's sync API runs an event loop in the test thread; the live server's ORM
+# calls happen in their own thread, so Django's async-safety guard does not apply.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 def _check_services() -> list[str]:
@@ -86,3 +96,51 @@ def other_patient(db):
 def protocol(db):
     """The default protocol: six IV infusions twice a week at 0.5 mg/kg."""
     return factories.ProtocolFactory()
+
+
+# --- Browser --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page):
+    """Save a screenshot under test-artifacts/ (to look at), at desktop or phone width."""
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def take(name: str, *, width: int = 1280) -> Path:
+        page.set_viewport_size({"width": width, "height": 860})
+        path = ARTIFACTS / f"{name}-{width}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
                 ('weight_recorded_on', models.DateField(blank=True, null=True, verbose_name='weight recorded on')),
                 ('status', models.CharField(choices=[('intake', 'Intake'), ('active', 'Active'), ('on_hold', 'On hold'), ('discharged', 'Discharged')], default='intake', max_length=16)),
                 ('primary_clinician', models.ForeignKey(blank=True, help_text="The clinician told about this patient's boosters and safety alerts.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='primary_patients', to=settings.AUTH_USER_MODEL)),
-                ('user', models.OneToOneField(blank=True, help_text="The patient's own portal account, if invited.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='patient', to=settings.AUTH_USER_MODEL)),
+                ('user', models.OneToOneField(blank=True, help_text="The patient's own portal account, if invited.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='patient', to=settings.AUTH_USER_MODEL, verbose_name='portal account')),
             ],
             options={
                 'ordering': ['last_name', 'first_name'],
