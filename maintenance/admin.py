@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from maintenance.models import BoosterAppointment, MaintenancePlan, Reminder
+from maintenance.models import BoosterAppointment, MaintenancePlan, Notification, Reminder
 from maintenance.services import booster_check, booster_schedule
 
 
@@ -76,6 +76,22 @@ class ReminderAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("title", "kind", "recipient", "patient", "created_at", "read_at")
+    list_filter = ("kind", ("read_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("title", "recipient__username", "patient__mrn", "patient__last_name")
+    date_hierarchy = "created_at"
+    list_select_related = ("recipient", "patient")
+    readonly_fields = [f.name for f in Notification._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # raised by the safety rules and Celery
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -260,3 +260,48 @@ class Reminder(PublicModel):
 
     def __str__(self) -> str:
         return f"{self.get_stage_display()} reminder for {self.recipient} ({self.get_channel_display()})"
+
+
+class NotificationKind(models.TextChoices):
+    SAFETY_ALERT = "safety_alert", "PHQ-9 item-9 safety alert"
+    VITALS_ALERT = "vitals_alert", "Vital signs past a threshold"
+    BOOSTER_STAGE = "booster_stage", "Booster due"
+    SYMPTOM_TRIGGER = "symptom_trigger", "Symptom trigger"
+
+
+class NotificationQuerySet(models.QuerySet):
+    def unread(self) -> NotificationQuerySet:
+        return self.filter(read_at__isnull=True)
+
+
+class Notification(PublicModel):
+    """An in-app message in a staff member's inbox (raised by the safety rules and Celery)."""
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=24, choices=NotificationKind.choices)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    #: Where the message leads (a path inside the application).
+    link = models.CharField(max_length=300, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Header badge and inbox: a user's unread notifications, newest first.
+            models.Index(
+                fields=["recipient", "-created_at"], condition=Q(read_at__isnull=True), name="notification_unread_idx"
+            ),
+            # Inbox: all of a user's notifications, newest first.
+            models.Index(fields=["recipient", "-created_at"], name="notification_inbox_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=NotificationKind.values), name="notification_kind_valid"),
+            models.CheckConstraint(condition=Q(link="") | Q(link__startswith="/"), name="notification_link_internal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} -> {self.recipient}"

@@ -10,7 +10,7 @@ from django.utils import timezone
 from maintenance.models import BoosterDue, MaintenancePlan
 from patients.models import Patient, PHQ9Assessment
 from sessions.models import InfusionSession, SessionKind, SessionStatus
-from sessions.scheduling import clinic_date
+from sessions.scheduling import clinic_date, clinic_datetime
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ def symptom_trigger(*, plan: MaintenancePlan, since: InfusionSession) -> Symptom
     end = induction_end(patient)
     scores = patient.phq9_assessments.order_by("taken_at")
     if end is not None:
-        scores = scores.filter(taken_at__gte=end.ended_at or end.scheduled_at)
+        # From the start of the last induction visit's day: its pre-infusion PHQ-9 is the
+        # first score of the post-induction period.
+        scores = scores.filter(taken_at__gte=clinic_datetime(end.scheduled_on, dt.time.min))
     low: int | None = None
     cutoff = since.ended_at or since.scheduled_at
     for assessment in scores:

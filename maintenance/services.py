@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clinic.db import validate_and_save
 from maintenance.models import BoosterAppointment, MaintenancePlan
+from maintenance.selectors import last_completed_infusion
 from patients import access
 from patients.models import Patient
 from sessions.models import SessionKind
@@ -57,11 +58,22 @@ def booster_check(*, patient: Patient, scheduled_at: dt.datetime, allow_past: bo
         raise ValidationError({"patient": "This patient's maintenance plan is paused."})
     if timezone.is_naive(scheduled_at):
         raise ValidationError({"scheduled_at": "Give the booster time with its time zone."})
-    if not allow_past and clinic_date(scheduled_at) < timezone.localdate():
+    day = clinic_date(scheduled_at)
+    if not allow_past and day < timezone.localdate():
         raise ValidationError({"scheduled_at": "A booster cannot be booked in the past."})
     if any(series.is_in_progress for series in patient.series.with_progress()):
         raise ValidationError({"patient": "This patient's induction series is still in progress."})
-    check_infusion_day(patient=patient, day=clinic_date(scheduled_at))
+    last = last_completed_infusion(patient)
+    if last is not None and plan.min_interval_days:
+        earliest = last.scheduled_on + dt.timedelta(days=plan.min_interval_days)
+        if day < earliest:
+            raise ValidationError(
+                {
+                    "scheduled_at": f"The plan's minimum interval is {plan.min_interval_days} days after the last "
+                    f"infusion ({last.scheduled_on:%d %B}): the earliest booster date is {earliest:%A %d %B %Y}."
+                }
+            )
+    check_infusion_day(patient=patient, day=day, allow_past=allow_past)
     return plan
 
 

@@ -117,8 +117,11 @@ class Patient(PublicModel):
             errors["date_of_birth"] = "The date of birth cannot be in the future."
         if self.weight_recorded_on and self.weight_recorded_on > today:
             errors["weight_recorded_on"] = "The weight cannot have been recorded in the future."
-        if self.user_id is not None and (self.user.is_staff or self.user.is_superuser):
-            errors["user"] = "A staff account cannot be a patient's portal account."
+        if self.user_id is not None:
+            from patients.access import STAFF_ROLES, user_roles
+
+            if self.user.is_staff or self.user.is_superuser or user_roles(self.user) & STAFF_ROLES:
+                errors["user"] = "A staff account cannot be a patient's portal account."
         if errors:
             raise ValidationError(errors)
 
@@ -219,7 +222,7 @@ class PHQ9Assessment(PublicModel):
         ]
 
     def __str__(self) -> str:
-        return f"PHQ-9 {self.patient.mrn} {self.taken_at:%Y-%m-%d}"
+        return f"PHQ-9 {self.patient.mrn} {timezone.localtime(self.taken_at):%Y-%m-%d}"
 
     @property
     def items(self) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from clinic.db import validate_and_save
 from patients import access
-from patients.models import Patient, PHQ9Assessment, PHQ9Source
+from patients.models import MAX_WEIGHT_KG, MIN_WEIGHT_KG, Patient, PHQ9Assessment, PHQ9Source
 from patients.phq9 import ITEM_FIELDS
 
 
@@ -45,6 +45,10 @@ def phq9_record(
     unknown = set(answers) - set(ITEM_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown PHQ-9 items: {', '.join(sorted(unknown))}.")
+    # Whole numbers only: Django would quietly turn 2.7 into 2 and True into 1.
+    not_whole = [f for f in ITEM_FIELDS if answers.get(f) is not None and type(answers[f]) is not int]
+    if not_whole:
+        raise ValidationError(dict.fromkeys(not_whole, "Choose one of the answers 0-3."))
     assessment = PHQ9Assessment(
         patient=patient,
         difficulty=difficulty or "",
@@ -81,15 +85,22 @@ def phq9_acknowledge_safety(*, assessment: PHQ9Assessment, by, action: str) -> P
     return assessment
 
 
+def parse_weight_kg(value: Decimal | str | float | None, *, field: str = "weight_kg") -> Decimal:
+    """A body weight in kg to 0.1 kg, or a ValidationError naming ``field``."""
+    try:
+        weight = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError({field: "Enter the weight in kilograms, e.g. 72.5."}) from None
+    if not weight.is_finite() or not MIN_WEIGHT_KG <= weight <= MAX_WEIGHT_KG:
+        raise ValidationError({field: f"Enter a weight between {MIN_WEIGHT_KG} and {MAX_WEIGHT_KG} kg."})
+    return weight.quantize(Decimal("0.1"))
+
+
 def patient_record_weight(
     *, patient: Patient, weight_kg: Decimal | str | float, recorded_on: dt.date | None = None
 ) -> Patient:
     """Record the patient's current weight (kg) with the date it was measured."""
-    try:
-        weight = Decimal(str(weight_kg)).quantize(Decimal("0.1"))
-    except (InvalidOperation, ValueError):
-        raise ValidationError({"weight_kg": "Enter the weight in kilograms, e.g. 72.5."}) from None
-    patient.weight_kg = weight
+    patient.weight_kg = parse_weight_kg(weight_kg)
     patient.weight_recorded_on = recorded_on or timezone.localdate()
     try:
         validate_and_save(patient, update_fields=["weight_kg", "weight_recorded_on", "updated_at"])

@@ -76,6 +76,8 @@ class InductionSeriesAdmin(admin.ModelAdmin):
         "planned_infusions",
         "infusions_per_week",
         "start_date",
+        "discontinued_at",
+        "discontinued_reason",
         "created_by",
         "created_at",
     )
@@ -98,7 +100,12 @@ class InductionSeriesAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("patient", "protocol", "start_date")
-        return (*self.readonly_fields, "discontinued_at", "discontinued_reason")
+        return self.readonly_fields
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Everything about a series follows from its services (discontinuing cancels the
+        # remaining sessions); the admin shows it.
+        return obj is None and super().has_change_permission(request, obj)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []
@@ -161,13 +168,27 @@ class InfusionSessionAdmin(admin.ModelAdmin):
     search_fields = ("patient__mrn", "patient__last_name", "patient__first_name")
     date_hierarchy = "scheduled_on"
     list_select_related = ("patient",)
-    autocomplete_fields = ("patient", "administered_by", "discharged_by")
+    # Scheduling, status, dose and times follow rules that live in sessions.services
+    # (clinic days, spacing, mg/kg x weight, signing): the admin shows them read-only.
     readonly_fields = (
         "id",
         "patient",
         "series",
         "kind",
+        "scheduled_at",
         "scheduled_on",
+        "status",
+        "route",
+        "drug",
+        "dose_mg_per_kg",
+        "weight_kg_used",
+        "dose_mg",
+        "planned_minutes",
+        "started_at",
+        "ended_at",
+        "administered_by",
+        "discharged_at",
+        "discharged_by",
         "signed_at",
         "signed_by",
         "created_at",

@@ -9,6 +9,8 @@ MG_QUANTUM = Decimal("0.1")
 #: Sanity ceilings that catch a misplaced decimal point (0.5 typed as 5).
 MAX_MG_PER_KG = Decimal("3.00")
 MAX_FIXED_MG = Decimal("500.0")
+#: Half the recording quantum: how far a stored dose may sit from mg/kg x kg.
+DOSE_TOLERANCE_MG = Decimal("0.051")
 
 
 def weight_based_dose_mg(*, mg_per_kg: Decimal, weight_kg: Decimal) -> Decimal:

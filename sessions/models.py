@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from clinic.db import PublicModel
-from patients.models import MAX_WEIGHT_KG, MIN_WEIGHT_KG, Patient
-from sessions.dosing import MAX_FIXED_MG, MAX_MG_PER_KG
+from patients.models import MAX_WEIGHT_KG, MIN_WEIGHT_KG, Patient, PHQ9Assessment
+from patients.phq9 import phq9_baseline
+from sessions.dosing import DOSE_TOLERANCE_MG, MAX_FIXED_MG, MAX_MG_PER_KG
 from sessions.scheduling import MIN_SPACING_DAYS, clinic_date
 from sessions.vitals import VitalAlert, VitalPhase, vital_alerts
 
@@ -91,7 +95,7 @@ class Protocol(PublicModel):
         return f"{self.dose.normalize():f} {'mg/kg' if self.is_weight_based else 'mg'}"
 
 
-class ClosedDay(models.Model):
+class ClosedDay(PublicModel):
     """A date the clinic is closed (holiday), besides the closed weekdays setting."""
 
     date = models.DateField(unique=True)
@@ -146,8 +150,10 @@ class InductionSeries(PublicModel):
                 condition=Q(infusions_per_week__in=sorted(MIN_SPACING_DAYS)), name="series_per_week_valid"
             ),
             models.CheckConstraint(
-                condition=Q(discontinued_at__isnull=True, discontinued_reason="") | Q(discontinued_at__isnull=False),
-                name="series_discontinued_reason_needs_date",
+                condition=Q(discontinued_at__isnull=True, discontinued_reason="")
+                | (Q(discontinued_at__isnull=False) & ~Q(discontinued_reason="")),
+                name="series_discontinued_with_reason",
+                violation_error_message="A discontinued series records when and why.",
             ),
         ]
 
@@ -159,6 +165,18 @@ class InductionSeries(PublicModel):
         if count is None:
             count = self.sessions.filter(status=SessionStatus.COMPLETED).count()
         return count
+
+    def first_infusion_at(self) -> dt.datetime | None:
+        """When the episode's first infusion started (or is booked to start)."""
+        first = self.sessions.filter(status__in=OCCUPYING_STATUSES).order_by("scheduled_at").first()
+        if first is None:
+            return None
+        return first.started_at or first.scheduled_at
+
+    def baseline(self) -> PHQ9Assessment | None:
+        """The episode's baseline PHQ-9 (latest in the window before its first infusion)."""
+        first = self.first_infusion_at()
+        return phq9_baseline(patient=self.patient, first_infusion_at=first) if first else None
 
     @property
     def is_complete(self) -> bool:
@@ -220,7 +238,14 @@ class InfusionSession(PublicModel):
     dose_mg_per_kg = models.DecimalField(
         "dose (mg/kg)", max_digits=4, decimal_places=2, null=True, blank=True, help_text="Empty for fixed doses."
     )
-    weight_kg_used = models.DecimalField("weight used (kg)", max_digits=4, decimal_places=1, null=True, blank=True)
+    weight_kg_used = models.DecimalField(
+        "weight used (kg)",
+        max_digits=4,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(MIN_WEIGHT_KG), MaxValueValidator(MAX_WEIGHT_KG)],
+    )
     dose_mg = models.DecimalField("total dose (mg)", max_digits=5, decimal_places=1, null=True, blank=True)
     planned_minutes = models.PositiveSmallIntegerField(default=40)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -283,9 +308,17 @@ class InfusionSession(PublicModel):
                 name="session_weight_range",
             ),
             models.CheckConstraint(
-                condition=Q(dose_mg_per_kg__isnull=True) | Q(dose_mg__isnull=True) | Q(weight_kg_used__isnull=False),
-                name="session_weight_dose_kept_with_weight",
-                violation_error_message="A weight-based dose is kept with the weight it was computed from.",
+                condition=Q(dose_mg_per_kg__isnull=True)
+                | Q(dose_mg__isnull=True)
+                | Q(
+                    # mg = mg/kg x kg, to the 0.1 mg the dose is recorded in (the tolerance
+                    # absorbs floating-point rounding on SQLite in development).
+                    weight_kg_used__isnull=False,
+                    dose_mg__gte=models.F("dose_mg_per_kg") * models.F("weight_kg_used") - DOSE_TOLERANCE_MG,
+                    dose_mg__lte=models.F("dose_mg_per_kg") * models.F("weight_kg_used") + DOSE_TOLERANCE_MG,
+                ),
+                name="session_dose_is_mg_per_kg_times_weight",
+                violation_error_message="A weight-based dose is mg/kg x the weight used, kept with that weight.",
             ),
             models.CheckConstraint(
                 condition=Q(ended_at__isnull=True) | Q(started_at__isnull=False, ended_at__gt=models.F("started_at")),
@@ -450,7 +483,7 @@ class VitalSignReading(LockedChildMixin, PublicModel):
         ]
 
     def __str__(self) -> str:
-        return f"Vitals {self.taken_at:%H:%M}"
+        return f"Vitals {timezone.localtime(self.taken_at):%H:%M}"
 
     def alerts(self) -> list[VitalAlert]:
         return vital_alerts(
@@ -479,7 +512,7 @@ class SideEffectSeverity(models.TextChoices):
     SEVERE = "severe", "Severe"
 
 
-class SideEffect(LockedChildMixin, models.Model):
+class SideEffect(LockedChildMixin, PublicModel):
     session = models.ForeignKey(InfusionSession, on_delete=models.CASCADE, related_name="side_effects")
     kind = models.CharField(max_length=24, choices=SideEffectKind.choices)
     severity = models.CharField(max_length=16, choices=SideEffectSeverity.choices, default=SideEffectSeverity.MILD)
@@ -519,4 +552,4 @@ class InfusionAmendment(PublicModel):
         constraints = [models.CheckConstraint(condition=~Q(reason=""), name="amendment_reason_given")]
 
     def __str__(self) -> str:
-        return f"Amendment to {self.session} at {self.created_at:%Y-%m-%d %H:%M}"
+        return f"Amendment to {self.session} at {timezone.localtime(self.created_at):%Y-%m-%d %H:%M}"

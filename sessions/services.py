@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -20,7 +20,7 @@ from django.utils import timezone
 from clinic.db import validate_and_save
 from patients import access
 from patients.models import Patient, PatientStatus
-from patients.services import patient_record_weight
+from patients.services import parse_weight_kg, patient_record_weight
 from sessions.dosing import weight_based_dose_mg
 from sessions.models import (
     OCCUPYING_STATUSES,
@@ -50,7 +50,7 @@ LOCKED_MESSAGE = "This infusion record is signed and locked; record a correction
 
 
 def _require_scheduling(user, patient: Patient) -> None:
-    if user is not None and not access.can_change_patient(user, patient):
+    if user is None or not access.can_change_patient(user, patient):
         raise PermissionDenied("Only clinic staff can schedule infusions.")
 
 
@@ -124,14 +124,15 @@ def series_create(
     patient: Patient,
     protocol: Protocol,
     start_date: dt.date,
+    created_by,
     appointment_time: dt.time | None = None,
-    created_by=None,
     allow_past: bool = False,
 ) -> InductionSeries:
     """Start an induction series: one scheduled session per planned infusion.
 
     ``allow_past`` is for entering a series that already happened (records brought
-    from paper, the demo clinic); staff screens never set it.
+    from paper, the demo clinic); staff screens never set it. Gaps over the allowed
+    maximum are reported by ``series_gap_report`` (and shown by ``series_plan`` first).
     """
     _require_scheduling(created_by, patient)
     # Serialise series creation per patient, so two clicks cannot start two series.
@@ -179,8 +180,11 @@ def series_discontinue(*, series: InductionSeries, by, reason: str) -> Induction
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"discontinued_reason": "Say why the series is stopped."})
+    series = InductionSeries.objects.select_for_update().get(pk=series.pk)
     if series.discontinued_at is not None:
         raise ValidationError("This series has already been discontinued.")
+    if series.sessions.filter(status=SessionStatus.SCHEDULED, started_at__isnull=False).exists():
+        raise ValidationError("An infusion of this series is under way; complete it before stopping the series.")
     series.discontinued_at = timezone.now()
     series.discontinued_reason = reason
     series.save(update_fields=["discontinued_at", "discontinued_reason", "updated_at"])
@@ -193,29 +197,43 @@ def series_discontinue(*, series: InductionSeries, by, reason: str) -> Induction
 # --- Appointments ---------------------------------------------------------------
 
 
-def check_infusion_day(*, patient: Patient, day: dt.date, exclude: InfusionSession | None = None) -> None:
-    """Refuse a day the clinic is closed or on which the patient already has an infusion."""
+def check_infusion_day(
+    *, patient: Patient, day: dt.date, exclude: InfusionSession | None = None, allow_past: bool = False
+) -> None:
+    """Refuse a day in the past, a day the clinic is closed, or a day on or next to
+    another infusion of the patient (infusions never fall on consecutive days)."""
+    if not allow_past and day < timezone.localdate():
+        raise ValidationError({"scheduled_at": "An infusion cannot be booked in the past."})
     if not is_open_day(day, closed_dates_between(day, day)):
         raise ValidationError({"scheduled_at": f"The clinic is closed on {day:%A %d %B %Y}."})
-    taken = patient.infusion_sessions.filter(status__in=OCCUPYING_STATUSES, scheduled_on=day)
+    near = patient.infusion_sessions.filter(
+        status__in=OCCUPYING_STATUSES,
+        scheduled_on__range=(day - dt.timedelta(days=1), day + dt.timedelta(days=1)),
+    )
     if exclude is not None:
-        taken = taken.exclude(pk=exclude.pk)
-    if taken.exists():
-        raise ValidationError({"scheduled_at": f"{patient.full_name} already has an infusion on {day:%d %B %Y}."})
+        near = near.exclude(pk=exclude.pk)
+    for other in near:
+        if other.scheduled_on == day:
+            raise ValidationError({"scheduled_at": f"{patient.full_name} already has an infusion on {day:%d %B %Y}."})
+        raise ValidationError(
+            {
+                "scheduled_at": f"{patient.full_name} has an infusion on {other.scheduled_on:%A %d %B}; "
+                "infusions are not given on consecutive days."
+            }
+        )
 
 
 @transaction.atomic
-def session_reschedule(*, session: InfusionSession, scheduled_at: dt.datetime, by=None) -> list[Gap]:
+def session_reschedule(*, session: InfusionSession, scheduled_at: dt.datetime, by) -> list[Gap]:
     """Move one scheduled session; the others stay where they are.
 
     Returns the series' gaps over the allowed maximum after the move (to report).
     """
     _require_scheduling(by, session.patient)
     session = InfusionSession.objects.select_for_update().get(pk=session.pk)
-    if session.status != SessionStatus.SCHEDULED:
-        raise ValidationError(
-            f"Only a scheduled infusion can be moved; this one is {session.get_status_display().lower()}."
-        )
+    if session.status != SessionStatus.SCHEDULED or session.started_at is not None:
+        state = "under way" if session.started_at else session.get_status_display().lower()
+        raise ValidationError(f"Only an infusion that has not started can be moved; this one is {state}.")
     if timezone.is_naive(scheduled_at):
         raise ValidationError({"scheduled_at": "Give the new time with its time zone."})
     check_infusion_day(patient=session.patient, day=clinic_date(scheduled_at), exclude=session)
@@ -247,15 +265,21 @@ def _close_unstarted(*, session: InfusionSession, by, status: str, reason: str) 
 
 
 @transaction.atomic
-def series_schedule_makeup(*, series: InductionSeries, scheduled_at: dt.datetime, by=None) -> InfusionSession:
+def series_schedule_makeup(
+    *, series: InductionSeries, scheduled_at: dt.datetime, by, allow_past: bool = False
+) -> InfusionSession:
     """Book an extra infusion in a series (after a missed or cancelled one)."""
     _require_scheduling(by, series.patient)
+    # Lock the series so two make-ups booked at once cannot exceed the planned count.
+    series = InductionSeries.objects.select_for_update().get(pk=series.pk)
+    if timezone.is_naive(scheduled_at):
+        raise ValidationError({"scheduled_at": "Give the time with its time zone."})
     if not series.is_in_progress:
         raise ValidationError("This series is complete or discontinued.")
     remaining = series.sessions.filter(status__in=OCCUPYING_STATUSES).count()
     if remaining >= series.planned_infusions:
         raise ValidationError("Every planned infusion of this series is already booked.")
-    check_infusion_day(patient=series.patient, day=clinic_date(scheduled_at))
+    check_infusion_day(patient=series.patient, day=clinic_date(scheduled_at), allow_past=allow_past)
     protocol = series.protocol
     session = InfusionSession(
         patient=series.patient,
@@ -273,19 +297,24 @@ def series_schedule_makeup(*, series: InductionSeries, scheduled_at: dt.datetime
 
 # --- Logging an infusion --------------------------------------------------------
 
+#: Clocks on ward computers drift; a time this far ahead still counts as now.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def _not_in_future(moment: dt.datetime | None, field: str, message: str) -> dt.datetime:
+    now = timezone.now()
+    if moment is None:
+        return now
+    if moment > now + CLOCK_SKEW:
+        raise ValidationError({field: message})
+    return moment
+
 
 def _locked_for_update(session: InfusionSession) -> InfusionSession:
     session = InfusionSession.objects.select_for_update().select_related("patient").get(pk=session.pk)
     if session.is_signed:
         raise SessionLocked(LOCKED_MESSAGE)
     return session
-
-
-def _decimal(value, field: str, message: str) -> Decimal:
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise ValidationError({field: message}) from None
 
 
 @transaction.atomic
@@ -297,15 +326,20 @@ def session_start(
     session = _locked_for_update(session)
     if session.status != SessionStatus.SCHEDULED or session.started_at is not None:
         raise ValidationError("This infusion has already started or is no longer scheduled.")
-    started_at = started_at or timezone.now()
-    if started_at > timezone.now() + dt.timedelta(minutes=5):
-        raise ValidationError({"started_at": "An infusion cannot start in the future."})
+    started_at = _not_in_future(started_at, "started_at", "An infusion cannot start in the future.")
+    if clinic_date(started_at) != session.scheduled_on:
+        raise ValidationError(
+            {
+                "started_at": f"This infusion is booked for {session.scheduled_on:%A %d %B}; "
+                "move it to the day it is given."
+            }
+        )
     if session.is_weight_based:
         if weight_kg in (None, ""):
             weight_kg = session.patient.weight_kg
         if weight_kg is None:
             raise ValidationError({"weight_kg": "Confirm the patient's weight (kg) to compute the dose."})
-        weight = _decimal(weight_kg, "weight_kg", "Enter the weight in kilograms, e.g. 72.5.").quantize(Decimal("0.1"))
+        weight = parse_weight_kg(weight_kg)
         if weight != session.patient.weight_kg:
             patient_record_weight(patient=session.patient, weight_kg=weight, recorded_on=clinic_date(started_at))
         session.weight_kg_used = weight
@@ -371,7 +405,7 @@ def session_complete(
     session = _locked_for_update(session)
     if session.status != SessionStatus.SCHEDULED or session.started_at is None:
         raise ValidationError("Start the infusion before completing it.")
-    session.ended_at = ended_at or timezone.now()
+    session.ended_at = _not_in_future(ended_at, "ended_at", "An infusion cannot end in the future.")
     session.dissociation_scale = dissociation_scale or ""
     session.dissociation_score = dissociation_score
     if notes:
@@ -388,22 +422,29 @@ def session_discharge(*, session: InfusionSession, by, discharged_at: dt.datetim
     session = _locked_for_update(session)
     if session.status != SessionStatus.COMPLETED:
         raise ValidationError("Complete the infusion before discharging the patient.")
-    session.discharged_at = discharged_at or timezone.now()
+    session.discharged_at = _not_in_future(discharged_at, "discharged_at", "A discharge cannot be in the future.")
     session.discharged_by = by
     validate_and_save(session)
     return session
 
 
 @transaction.atomic
-def session_sign(*, session: InfusionSession, by) -> InfusionSession:
-    """Sign the record; from now on it is locked and changes are amendments."""
+def session_sign(*, session: InfusionSession, by, signed_at: dt.datetime | None = None) -> InfusionSession:
+    """Sign the record; from now on it is locked and changes are amendments.
+
+    ``signed_at`` (default now) is for records entered after the fact, such as paper
+    charts; it must fall between the discharge and now.
+    """
     _require_clinician(by, session.patient)
     session = _locked_for_update(session)
     if session.status != SessionStatus.COMPLETED or session.discharged_at is None:
         raise ValidationError("Only a completed infusion with its discharge recorded can be signed.")
     now = timezone.now()
+    signed_at = signed_at or now
+    if not session.discharged_at <= signed_at <= now:
+        raise ValidationError({"signed_at": "A record is signed after the discharge and not in the future."})
     InfusionSession.objects.filter(pk=session.pk, signed_at__isnull=True).update(
-        signed_at=now, signed_by=by, updated_at=now
+        signed_at=signed_at, signed_by=by, updated_at=now
     )
     session.refresh_from_db()
     return session
@@ -454,7 +495,7 @@ def session_amend(*, session: InfusionSession, by, reason: str, changes: Mapping
     if "weight_kg_used" in changes:
         if not amended.is_weight_based:
             raise ValidationError({"weight_kg_used": "This dose was fixed, not computed from weight."})
-        amended.weight_kg_used = _decimal(changes["weight_kg_used"], "weight_kg_used", "Enter the weight in kilograms.")
+        amended.weight_kg_used = parse_weight_kg(changes["weight_kg_used"], field="weight_kg_used")
         amended.dose_mg = weight_based_dose_mg(mg_per_kg=amended.dose_mg_per_kg, weight_kg=amended.weight_kg_used)
     # Validate the corrected record as a whole (the lock check is what amendments bypass).
     amended.clean_fields()

@@ -106,6 +106,11 @@ def browser():
     """Debian's headless Chromium driven by Playwright (never a downloaded browser)."""
     from playwright.sync_api import sync_playwright
 
+    if not Path(CHROMIUM).exists():
+        message = f"Browser tests need Debian's Chromium at {CHROMIUM}: apt-get install chromium (bash .ci/run does)."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,

@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinic.admin import ClinicAdminSite
-from maintenance.models import BoosterStage, Reminder, ReminderChannel, ReminderKind
+from maintenance.models import BoosterStage, NotificationKind, Reminder, ReminderChannel, ReminderKind
+from maintenance.notify import notify
 from maintenance.services import booster_schedule
 from patients.models import Patient, PHQ9Assessment, PHQ9Source
 from patients.phq9 import ITEM_FIELDS
@@ -118,6 +119,12 @@ def every_record(given_session, clinician, scheduler, patient, protocol):
         send_after=timezone.now(),
     )
     ClosedDay.objects.create(date=dt.date(2026, 12, 25), reason="Christmas")
+    notify(
+        recipients=[scheduler],
+        kind=NotificationKind.BOOSTER_STAGE,
+        title="Booster due soon",
+        patient=given_session.patient,
+    )
     return given_session
 
 

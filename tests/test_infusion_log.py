@@ -47,7 +47,8 @@ def clock():
 @pytest.fixture
 def session(clock, patient, protocol, scheduler):
     series = series_create(patient=patient, protocol=protocol, start_date=MONDAY, created_by=scheduler)
-    clock.move_to(DAY_START + dt.timedelta(minutes=5))
+    # Mid-afternoon of the first infusion day: the morning's events are in the past.
+    clock.move_to(DAY_START + dt.timedelta(hours=5))
     return series.sessions.order_by("scheduled_at").first()
 
 

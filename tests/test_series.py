@@ -360,7 +360,7 @@ def test_rescheduling_reports_a_gap_over_7_days(series, scheduler):
 def test_only_a_scheduled_session_can_be_moved(series, scheduler):
     session = series.sessions.order_by("scheduled_at").first()
     session_cancel(session=session, by=scheduler, reason="Patient unwell")
-    with pytest.raises(ValidationError, match="Only a scheduled infusion"):
+    with pytest.raises(ValidationError, match="Only an infusion that has not started"):
         session_reschedule(session=session, scheduled_at=at(MONDAY + dt.timedelta(days=1)), by=scheduler)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth.models import Group, User
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -323,20 +324,30 @@ class Command(BaseCommand):
                 break
             if missed_one and number == 2:
                 session_mark_missed(session=session, by=self.scheduler, reason="Did not attend")
-                makeup = self._open_day_forward(session.scheduled_on + dt.timedelta(days=1))
-                while series.sessions.filter(scheduled_on=makeup, status=SessionStatus.SCHEDULED).exists():
-                    makeup = self._open_day_forward(makeup + dt.timedelta(days=1))
-                series_schedule_makeup(
-                    series=series, scheduled_at=clinic_datetime(makeup, dt.time(14)), by=self.scheduler
-                )
+                sessions.append(self._book_makeup(series, after=sessions[-1].scheduled_on))
                 missed_one = False
                 continue
             # Improvement accrues over the series (exponential approach to the course's end point).
-            share = course.improvement * (1 - math.exp(-number / 2)) / (1 - math.exp(-len(sessions) / 2))
+            # The score before infusion k reflects the k-1 infusions already given.
+            done, planned = number - 1, len(sessions) - 1
+            share = course.improvement * (1 - math.exp(-done / 2)) / (1 - math.exp(-planned / 2))
             total = round(course.baseline * (1 - share) + self.rng.uniform(-1.5, 1.5))
             self._phq9_at(session, max(0, min(27, total)))
             self._give(session, number_in_series=number)
         return series
+
+    def _book_makeup(self, series, *, after: dt.date) -> InfusionSession:
+        """A make-up infusion at the end of the series, on the first day the rules allow."""
+        day = after + dt.timedelta(days=3)
+        for _ in range(14):
+            day = self._open_day_forward(day)
+            try:
+                return series_schedule_makeup(
+                    series=series, scheduled_at=clinic_datetime(day, dt.time(14)), by=self.scheduler, allow_past=True
+                )
+            except ValidationError:
+                day += dt.timedelta(days=1)
+        raise CommandError(f"No day found for a make-up infusion after {after}.")
 
     def _give(self, session: InfusionSession, *, number_in_series: int | None) -> None:
         """Log an infusion that took place: start, vitals, side effects, end, discharge, sign."""
@@ -366,8 +377,7 @@ class Command(BaseCommand):
         session_discharge(
             session=session, by=self.clinician, discharged_at=end + dt.timedelta(minutes=r.randint(30, 60))
         )
-        session_sign(session=session, by=self.clinician)
-        InfusionSession.objects.filter(pk=session.pk).update(signed_at=end + dt.timedelta(minutes=75))
+        session_sign(session=session, by=self.clinician, signed_at=end + dt.timedelta(minutes=75))
 
     def _vitals(self, session, start, number, phases=(VitalPhase.PRE, VitalPhase.DURING, VitalPhase.DISCHARGE)) -> None:
         r = self.rng
