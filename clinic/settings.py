@@ -83,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "clinic.context_processors.clinic",
             ],
         },
     },
@@ -152,7 +153,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- Internationalisation and time ----------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -203,6 +206,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- The clinic ---------------------------------------------------------------------
+CLINIC_NAME = env.str("CLINIC_NAME", default="Ketamine Clinic")
 
 # --- Clinic rules (see ../shared/CLINICAL.md; each is a setting, never a literal) ---
 # Weekdays the clinic is closed, Monday=0 ... Sunday=6. Closed dates (holidays) are

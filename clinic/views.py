@@ -1,20 +1,37 @@
-"""Project-level views: the health endpoint."""
+"""Project-level views: the role-based home page and the health endpoint."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import JsonResponse
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from clinic.tasks import HEARTBEAT_KEY
+from patients import access
 
 #: A worker that has not beaten for this long is reported stale (beat runs every minute).
 HEARTBEAT_STALE_AFTER = dt.timedelta(minutes=5)
+
+
+@login_required
+def home(request):
+    """Each role starts where its work is."""
+    user = request.user
+    if access.is_clinician(user):
+        return redirect("infusions:today")
+    if access.is_staff_member(user):
+        return redirect("maintenance:board")
+    if access.has_role(user, access.Role.PATIENT):
+        return redirect("portal:home")
+    raise PermissionDenied("This account has no role in the clinic yet.")
 
 
 @never_cache

@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from clinic.db import PublicModel
-from patients.models import Patient
+from patients.models import Patient, PatientStatus
 from sessions.models import InfusionSession, Protocol, SessionKind
 
 MIN_INTERVAL_DAYS = 7
@@ -55,6 +55,12 @@ def _interval_field(verbose_name: str, **kwargs) -> models.PositiveSmallIntegerF
     )
 
 
+class MaintenancePlanQuerySet(models.QuerySet):
+    def in_force(self) -> MaintenancePlanQuerySet:
+        """Plans whose boosters are due and reminded: see ``MaintenancePlan.is_in_force``."""
+        return self.filter(is_active=True, patient__status=PatientStatus.ACTIVE)
+
+
 class MaintenancePlan(PublicModel):
     """How often a patient's boosters should come, and what brings one forward.
 
@@ -90,6 +96,8 @@ class MaintenancePlan(PublicModel):
     is_active = models.BooleanField(default=True)
     notes = models.TextField("scheduling notes", blank=True)
 
+    objects = MaintenancePlanQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.CheckConstraint(
@@ -120,6 +128,12 @@ class MaintenancePlan(PublicModel):
 
     def __str__(self) -> str:
         return f"Maintenance plan for {self.patient}"
+
+    @property
+    def is_in_force(self) -> bool:
+        """Boosters follow the plan while it is active and the patient is active (not on
+        hold, not discharged); the same rule as ``MaintenancePlanQuerySet.in_force``."""
+        return self.is_active and self.patient.status == PatientStatus.ACTIVE
 
     def clean(self) -> None:
         errors = {}
@@ -300,7 +314,12 @@ class Notification(PublicModel):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=NotificationKind.values), name="notification_kind_valid"),
-            models.CheckConstraint(condition=Q(link="") | Q(link__startswith="/"), name="notification_link_internal"),
+            models.CheckConstraint(
+                # A path inside the application: not "//host" or "/\\host", which browsers treat as another site.
+                condition=Q(link="")
+                | (Q(link__startswith="/") & ~Q(link__startswith="//") & ~Q(link__startswith="/\\")),
+                name="notification_link_internal",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -65,6 +65,11 @@ def is_staff_member(user: User) -> bool:
     return _is_superuser(user) or bool(user_roles(user) & STAFF_ROLES)
 
 
+def is_clinician(user: User) -> bool:
+    """Clinicians (and superusers) record clinical data."""
+    return _is_superuser(user) or has_role(user, Role.CLINICIAN)
+
+
 def can_view_patient(user: User, patient: Patient) -> bool:
     if is_staff_member(user):
         return True
@@ -75,12 +80,12 @@ def can_change_patient(user: User, patient: Patient) -> bool:
     return is_staff_member(user)
 
 
-def can_view_clinical(user: User, patient: Patient) -> bool:
-    return _is_superuser(user) or has_role(user, Role.CLINICIAN)
+def can_view_clinical(user: User, patient: Patient | None = None) -> bool:
+    return is_clinician(user)
 
 
-def can_record_clinical(user: User, patient: Patient) -> bool:
-    return _is_superuser(user) or has_role(user, Role.CLINICIAN)
+def can_record_clinical(user: User, patient: Patient | None = None) -> bool:
+    return is_clinician(user)
 
 
 def visible_patients(user: User) -> QuerySet[Patient]:

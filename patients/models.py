@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from clinic.db import PublicModel
@@ -109,6 +110,16 @@ class Patient(PublicModel):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    @property
+    def age(self) -> int:
+        """Age in whole years today (clinic time zone)."""
+        today = timezone.localdate()
+        born = self.date_of_birth
+        return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+    def get_absolute_url(self) -> str:
+        return reverse("patients:detail", kwargs={"pk": self.pk})
 
     def clean(self) -> None:
         today = timezone.localdate()

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from clinic.db import validate_and_save
 from patients import access
 from patients.models import MAX_WEIGHT_KG, MIN_WEIGHT_KG, Patient, PHQ9Assessment, PHQ9Source
-from patients.phq9 import ITEM_FIELDS
+from patients.phq9 import ITEM_FIELDS, Answer
 
 
 @transaction.atomic
@@ -59,7 +65,28 @@ def phq9_record(
     )
     validate_and_save(assessment)
     assessment.refresh_from_db(fields=["total"])
+    if assessment.has_safety_flag:
+        _raise_safety_alert(assessment)
     return assessment
+
+
+def _raise_safety_alert(assessment: PHQ9Assessment) -> None:
+    """Item 9 above 0: tell the patient's clinician and every clinician on duty at once."""
+    from maintenance.models import NotificationKind
+    from maintenance.notify import clinicians_for, notify
+
+    patient = assessment.patient
+    answer = Answer(assessment.item_9).label.lower()
+    via = "in the portal" if assessment.source == PHQ9Source.PORTAL else "at the clinic"
+    notify(
+        recipients=clinicians_for(patient, everyone_on_duty=True),
+        kind=NotificationKind.SAFETY_ALERT,
+        title=f"Safety alert: {patient.full_name} answered item 9 ({answer})",
+        body=f"PHQ-9 {assessment.total} ({assessment.severity.label}) entered {via}. "
+        "A clinician must acknowledge it with the action taken.",
+        patient=patient,
+        link=patient.get_absolute_url(),
+    )
 
 
 def phq9_acknowledge_safety(*, assessment: PHQ9Assessment, by, action: str) -> PHQ9Assessment:
@@ -108,3 +135,53 @@ def patient_record_weight(
         patient.refresh_from_db(fields=["weight_kg", "weight_recorded_on"])
         raise
     return patient
+
+
+def patient_save(*, patient: Patient, by) -> Patient:
+    """Register a new patient or save changes to one (clinic staff only)."""
+    if not access.is_staff_member(by):
+        raise PermissionDenied("Only clinic staff can register or change patients.")
+    validate_and_save(patient)
+    return patient
+
+
+@transaction.atomic
+def patient_invite_to_portal(*, patient: Patient, by, set_password_url: Callable[[str, str], str]) -> User:
+    """Give the patient a portal account and email a one-time link to set its password.
+
+    ``set_password_url(uidb64, token)`` builds the absolute link. The token is Django's
+    password-reset token: it works once (setting the password invalidates it) and
+    expires after PASSWORD_RESET_TIMEOUT. The email carries no clinical detail.
+    """
+    if not access.is_staff_member(by):
+        raise PermissionDenied("Only clinic staff can invite patients to the portal.")
+    patient = Patient.objects.select_for_update().get(pk=patient.pk)
+    if not patient.email:
+        raise ValidationError({"email": "Add the patient's email address before inviting them."})
+    user = patient.user
+    if user is not None and user.has_usable_password():
+        raise ValidationError("This patient already has a portal account.")
+    if user is None:
+        username = patient.email.lower()
+        if User.objects.filter(username__iexact=username).exists():
+            raise ValidationError({"email": "Another account already uses this email address."})
+        user = User(username=username, email=patient.email, first_name=patient.first_name, last_name=patient.last_name)
+        user.set_unusable_password()
+        user.save()
+        user.groups.add(Group.objects.get_or_create(name=access.Role.PATIENT.value)[0])
+        patient.user = user
+        patient.save(update_fields=["user", "updated_at"])
+    link = set_password_url(urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user))
+    send_mail(
+        subject=f"Your {settings.CLINIC_NAME} patient portal",
+        message=(
+            f"Hello {patient.first_name},\n\n"
+            f"{settings.CLINIC_NAME} has invited you to its patient portal, where you can follow your progress "
+            "and your appointments.\n\n"
+            f"Choose your password here (the link works once):\n{link}\n\n"
+            "If you did not expect this message, you can ignore it."
+        ),
+        from_email=None,
+        recipient_list=[patient.email],
+    )
+    return user

@@ -520,7 +520,11 @@ class SideEffect(LockedChildMixin, PublicModel):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["session", "kind"], name="side_effect_once_per_session"),
+            models.UniqueConstraint(
+                fields=["session", "kind"],
+                name="side_effect_once_per_session",
+                violation_error_message="This side effect is already recorded for this infusion.",
+            ),
             models.CheckConstraint(condition=Q(kind__in=SideEffectKind.values), name="side_effect_kind_valid"),
             models.CheckConstraint(
                 condition=Q(severity__in=SideEffectSeverity.values), name="side_effect_severity_valid"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from patients.models import Patient, PHQ9Assessment
 from patients.phq9 import Outcome, phq9_outcome
-from sessions.models import InductionSeries
+from sessions.models import InductionSeries, SessionKind, SessionStatus
+from sessions.scheduling import clinic_datetime
 
 
 @dataclass(frozen=True)
@@ -28,3 +30,69 @@ def patient_treatment_summary(patient: Patient) -> TreatmentSummary:
     if latest is not None:
         outcome = phq9_outcome(baseline=baseline.total if baseline else None, current=latest.total)
     return TreatmentSummary(series=series, baseline=baseline, latest=latest, outcome=outcome)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    when: dt.datetime
+    kind: str  # "phq9", "infusion", "booster", "series"
+    title: str
+    detail: str = ""
+    badge: str = ""  # a badge modifier (status or severity value)
+    badge_label: str = ""
+    #: the record behind the entry (PHQ9Assessment, InfusionSession or InductionSeries)
+    record: object = None
+
+
+def patient_timeline(patient: Patient) -> list[TimelineEntry]:
+    """Series, infusions, boosters and PHQ-9s of a patient, newest first (three queries)."""
+    entries: list[TimelineEntry] = []
+    for assessment in patient.phq9_assessments.all():
+        flag = " · item 9 answered above 0" if assessment.has_safety_flag else ""
+        entries.append(
+            TimelineEntry(
+                when=assessment.taken_at,
+                kind="phq9",
+                title=f"PHQ-9: {assessment.total}",
+                detail=f"{assessment.get_source_display()}{flag}",
+                badge=assessment.severity.value,
+                badge_label=assessment.severity.label,
+                record=assessment,
+            )
+        )
+    numbers: dict = {}
+    for session in patient.infusion_sessions.select_related("series").order_by("scheduled_at"):
+        if session.kind == SessionKind.BOOSTER:
+            title = "Booster infusion"
+        else:
+            if session.status == SessionStatus.COMPLETED:
+                numbers[session.series_id] = numbers.get(session.series_id, 0) + 1
+                title = f"Induction infusion {numbers[session.series_id]} of {session.series.planned_infusions}"
+            else:
+                title = "Induction infusion"
+        entries.append(
+            TimelineEntry(
+                when=session.started_at or session.scheduled_at,
+                kind="booster" if session.kind == SessionKind.BOOSTER else "infusion",
+                title=title,
+                detail=session.get_route_display(),
+                badge=session.status,
+                badge_label=session.get_status_display(),
+                record=session,
+            )
+        )
+    for series in patient.series.select_related("protocol"):
+        detail = series.protocol.name
+        if series.discontinued_at:
+            detail += f" · discontinued: {series.discontinued_reason}"
+        entries.append(
+            TimelineEntry(
+                when=clinic_datetime(series.start_date, dt.time.min),
+                kind="series",
+                title="Induction series started",
+                detail=detail,
+                record=series,
+            )
+        )
+    entries.sort(key=lambda entry: entry.when, reverse=True)
+    return entries

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from clinic.db import validate_and_save
@@ -250,6 +251,8 @@ def session_cancel(*, session: InfusionSession, by, reason: str = "") -> Infusio
 @transaction.atomic
 def session_mark_missed(*, session: InfusionSession, by, reason: str = "") -> InfusionSession:
     """The patient did not come. The series still needs the infusion: book a make-up."""
+    if session.scheduled_on > timezone.localdate():
+        raise ValidationError("An appointment that has not come yet cannot be missed; cancel it instead.")
     return _close_unstarted(session=session, by=by, status=SessionStatus.MISSED, reason=reason)
 
 
@@ -369,7 +372,7 @@ def session_record_vitals(
         raise ValidationError("Vital signs belong to an infusion that took place.")
     reading = VitalSignReading(
         session=session,
-        taken_at=taken_at or timezone.now(),
+        taken_at=_not_in_future(taken_at, "taken_at", "A reading cannot be taken in the future."),
         phase=phase,
         systolic=systolic,
         diastolic=diastolic,
@@ -378,7 +381,30 @@ def session_record_vitals(
         recorded_by=by,
     )
     validate_and_save(reading)
+    alerts = [alert for alert in reading.alerts() if alert.level == "alert"]
+    if alerts:
+        _raise_vitals_alert(session, alerts)
     return reading
+
+
+def _raise_vitals_alert(session: InfusionSession, alerts) -> None:
+    """A reading past the alert thresholds: tell whoever is giving the infusion and the
+    patient's clinician."""
+    from maintenance.models import NotificationKind
+    from maintenance.notify import clinicians_for, notify
+
+    patient = session.patient
+    recipients = clinicians_for(patient)
+    if session.administered_by_id:
+        recipients.append(session.administered_by)
+    notify(
+        recipients=recipients,
+        kind=NotificationKind.VITALS_ALERT,
+        title=f"Vital signs alert: {patient.full_name}",
+        body="; ".join(alert.message for alert in alerts) + ".",
+        patient=patient,
+        link=reverse("infusions:detail", kwargs={"pk": session.pk}),
+    )
 
 
 @transaction.atomic

@@ -27,6 +27,8 @@ from sessions.services import (
     session_cancel,
     session_complete,
     session_discharge,
+    session_mark_missed,
+    session_record_vitals,
     session_reschedule,
     session_sign,
     session_start,
@@ -302,3 +304,21 @@ def test_a_phq9_label_shows_the_clinic_day_not_the_utc_day():
     evening = dt.datetime(2026, 3, 2, 21, 30, tzinfo=NEW_YORK)  # 02:30 UTC on 3 March
     assessment = PHQ9Factory(patient=PatientFactory(mrn="TZ-1"), taken_at=evening)
     assert str(assessment) == "PHQ-9 TZ-1 2026-03-02"
+
+
+@pytest.mark.django_db
+def test_a_reading_cannot_be_taken_in_the_future(series, clinician, clock):
+    session = sessions_of(series)[0]
+    clock.move_to(at(MONDAY, 9))
+    with pytest.raises(ValidationError) as error:
+        session_record_vitals(
+            session=session, by=clinician, phase="pre", taken_at=at(MONDAY, 12), systolic=120, diastolic=80
+        )
+    assert "taken_at" in error.value.message_dict
+
+
+@pytest.mark.django_db
+def test_an_appointment_still_to_come_cannot_be_marked_missed(series, scheduler):
+    with pytest.raises(ValidationError, match="not come yet"):
+        session_mark_missed(session=sessions_of(series)[0], by=scheduler)
+    assert sessions_of(series)[0].status == SessionStatus.SCHEDULED

@@ -148,8 +148,8 @@ def test_closed_weekdays_are_a_setting(settings):
 
 @pytest.fixture
 def frozen():
-    with time_machine.travel(FROZEN, tick=False):
-        yield
+    with time_machine.travel(FROZEN, tick=False) as traveller:
+        yield traveller
 
 
 @pytest.mark.django_db
@@ -382,8 +382,9 @@ def test_a_patient_account_cannot_reschedule(series, patient):
 
 
 @pytest.mark.django_db
-def test_a_missed_session_is_kept_and_a_make_up_is_booked(series, scheduler):
+def test_a_missed_session_is_kept_and_a_make_up_is_booked(series, scheduler, frozen):
     first = series.sessions.order_by("scheduled_at").first()
+    frozen.move_to(at(MONDAY, 16))  # the first infusion's day; the patient did not come
     session_mark_missed(session=first, by=scheduler, reason="No show")
     makeup = series_schedule_makeup(series=series, scheduled_at=at(MONDAY + dt.timedelta(days=1)), by=scheduler)
     assert series.sessions.count() == 7
