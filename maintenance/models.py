@@ -298,6 +298,9 @@ class Notification(PublicModel):
     body = models.TextField(blank=True)
     #: Where the message leads (a path inside the application).
     link = models.CharField(max_length=300, blank=True)
+    #: The record the message is about (a PHQ-9 assessment, an infusion session), so that
+    #: resolving it (acknowledging an alert) can resolve its notifications.
+    subject_id = models.UUIDField(null=True, blank=True, db_index=True)
     read_at = models.DateTimeField(null=True, blank=True)
 
     objects = NotificationQuerySet.as_manager()

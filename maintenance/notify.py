@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from maintenance.models import Notification, NotificationKind
 from patients.access import Role
@@ -38,10 +39,20 @@ def notify(
     body: str = "",
     patient: Patient | None = None,
     link: str = "",
+    subject_id=None,
 ) -> list[Notification]:
     """One unread notification for each recipient (duplicates in ``recipients`` count once)."""
     unique = {user.pk: user for user in recipients}
     return Notification.objects.bulk_create(
-        Notification(recipient=user, kind=kind, title=title, body=body, patient=patient, link=link)
+        Notification(
+            recipient=user, kind=kind, title=title, body=body, patient=patient, link=link, subject_id=subject_id
+        )
         for user in unique.values()
+    )
+
+
+def resolve(*, subject_id, kind: NotificationKind) -> int:
+    """Mark every unread notification of ``kind`` about ``subject_id`` read (it was dealt with)."""
+    return Notification.objects.filter(subject_id=subject_id, kind=kind, read_at__isnull=True).update(
+        read_at=timezone.now()
     )

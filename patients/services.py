@@ -86,6 +86,7 @@ def _raise_safety_alert(assessment: PHQ9Assessment) -> None:
         "A clinician must acknowledge it with the action taken.",
         patient=patient,
         link=patient.get_absolute_url(),
+        subject_id=assessment.pk,
     )
 
 
@@ -108,6 +109,11 @@ def phq9_acknowledge_safety(*, assessment: PHQ9Assessment, by, action: str) -> P
     )
     if claimed != 1:
         raise ValidationError("This safety alert has already been acknowledged.")
+    from maintenance.models import NotificationKind
+    from maintenance.notify import resolve
+
+    # The alert is dealt with: it leaves every clinician's unread inbox.
+    resolve(subject_id=assessment.pk, kind=NotificationKind.SAFETY_ALERT)
     assessment.refresh_from_db()
     return assessment
 

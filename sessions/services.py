@@ -404,6 +404,7 @@ def _raise_vitals_alert(session: InfusionSession, alerts) -> None:
         body="; ".join(alert.message for alert in alerts) + ".",
         patient=patient,
         link=reverse("infusions:detail", kwargs={"pk": session.pk}),
+        subject_id=session.pk,
     )
 
 

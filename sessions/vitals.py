@@ -44,12 +44,14 @@ def vital_alerts(
         else:
             high_sys, high_dia = settings.CLINIC_VITALS_ALERT_SYSTOLIC, settings.CLINIC_VITALS_ALERT_DIASTOLIC
             level = "alert"
-        if systolic > high_sys or diastolic > high_dia:
-            alerts.append(
-                VitalAlert(
-                    "blood_pressure", f"Blood pressure {systolic}/{diastolic} above {high_sys}/{high_dia} mmHg", level
-                )
-            )
+        crossed = [
+            f"{name} above {limit}"
+            for name, value, limit in (("systolic", systolic, high_sys), ("diastolic", diastolic, high_dia))
+            if value > limit
+        ]
+        if crossed:
+            message = f"Blood pressure {systolic}/{diastolic} mmHg: {' and '.join(crossed)}"
+            alerts.append(VitalAlert("blood_pressure", message, level))
     if heart_rate is not None and heart_rate > settings.CLINIC_VITALS_ALERT_HEART_RATE:
         alerts.append(
             VitalAlert(

@@ -90,10 +90,11 @@ def test_a_clinician_logs_an_induction_infusion_end_to_end(page, live_server, sc
         vitals.get_by_label("Diastolic (mmHg)").fill("106")
         vitals.get_by_label("Heart rate (/min)").fill("118")
         vitals.get_by_role("button", name="Record reading").click()
-        expect(page.locator(".messages")).to_contain_text("Alert raised: Blood pressure 192/106 above 180/100 mmHg")
+        bp_alert = "Blood pressure 192/106 mmHg: systolic above 180 and diastolic above 100"
+        expect(page.locator(".messages")).to_contain_text(f"Alert raised: {bp_alert}")
         alert_rows = page.locator(".vitals-table tr.is-alert")
         expect(alert_rows).to_have_count(1)
-        expect(alert_rows).to_contain_text("Alert: Blood pressure 192/106 above 180/100 mmHg")
+        expect(alert_rows).to_contain_text(f"Alert: {bp_alert}")
         expect(alert_rows).to_contain_text("Alert: Heart rate 118/min above 110")
         expect(page.locator(".vitals-table tbody tr")).to_have_count(2)
         screenshot("infusion-detail-alert")

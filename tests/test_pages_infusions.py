@@ -417,10 +417,10 @@ def test_a_reading_past_the_alert_threshold_is_highlighted_and_raises_an_alert(c
         follow=True,
     )
     (message,) = messages_of(response)
-    assert message.startswith("Alert raised: Blood pressure 188/104 above 180/100 mmHg")
+    assert message.startswith("Alert raised: Blood pressure 188/104 mmHg: systolic above 180 and diastolic above 100")
     body = response.content.decode()
     assert '<tr class="is-alert">' in body
-    assert "<strong>Alert:</strong> Blood pressure 188/104 above 180/100 mmHg" in body
+    assert "<strong>Alert:</strong> Blood pressure 188/104 mmHg: systolic above 180 and diastolic above 100" in body
     assert Notification.objects.filter(kind=NotificationKind.VITALS_ALERT, recipient=clinician).exists()
 
 

@@ -369,3 +369,22 @@ def test_the_portal_shows_a_patient_only_their_own_progress(client, patient, oth
 def test_staff_have_no_portal(client, request, role):
     client.force_login(request.getfixturevalue(role))
     assert client.get(reverse("portal:home")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_acknowledging_an_alert_clears_it_from_every_clinicians_inbox(client, clinician, other_clinician, patient):
+    patient.primary_clinician = other_clinician
+    patient.save()
+    client.force_login(clinician)
+    client.post(reverse("patients:phq9_new", kwargs={"pk": patient.pk}), phq9_data(item_9="1"))
+    assert Notification.objects.unread().count() == 2
+    assessment = PHQ9Assessment.objects.get()
+    client.post(reverse("patients:phq9_acknowledge", kwargs={"pk": assessment.pk}), {"action": "Called"})
+    assert Notification.objects.unread().count() == 0
+
+
+def test_a_blood_pressure_alert_names_the_value_that_crossed():
+    from sessions.vitals import vital_alerts
+
+    (alert,) = vital_alerts(phase="during", systolic=178, diastolic=106)
+    assert alert.message == "Blood pressure 178/106 mmHg: diastolic above 100"

@@ -19,8 +19,10 @@ from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from maintenance.models import Notification, NotificationKind
 from maintenance.services import booster_schedule, maintenance_plan_save
 from patients.access import Role
 from patients.models import Diagnosis, Patient, PatientStatus
@@ -99,6 +101,7 @@ class Command(BaseCommand):
         self.today = timezone.localdate()
         with transaction.atomic():
             self._load()
+            self._clear_historical_alerts()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo clinic loaded: {Patient.objects.count()} patients, "
@@ -117,6 +120,14 @@ class Command(BaseCommand):
         courses = self._courses()
         for index, course in enumerate(courses):
             self._patient(index, course)
+
+    def _clear_historical_alerts(self) -> None:
+        """Loading months of history raised alerts as if it all happened today. Keep only the
+        live ones: unacknowledged safety alerts and alerts from infusions not yet signed."""
+        signed = InfusionSession.objects.filter(signed_at__isnull=False).values("pk")
+        Notification.objects.filter(
+            Q(read_at__isnull=False) | Q(kind=NotificationKind.VITALS_ALERT, subject_id__in=signed)
+        ).delete()
 
     def _user(self, username: str, first: str, last: str, role: Role | None) -> User:
         user, _ = User.objects.get_or_create(
