@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django import forms
 from django.core.exceptions import ValidationError
+
+#: Dates outside these years are typing errors (and overflow date arithmetic).
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2100
+
+
+def is_plausible_day(day: dt.date) -> bool:
+    return EARLIEST_YEAR <= day.year <= LATEST_YEAR
+
+
+def validate_plausible_day(value: dt.date | dt.datetime) -> None:
+    if not is_plausible_day(value):
+        raise ValidationError(f"Enter a date between {EARLIEST_YEAR} and {LATEST_YEAR}.")
 
 
 def add_service_errors(form: forms.Form, error: ValidationError) -> None:
@@ -14,6 +28,10 @@ def add_service_errors(form: forms.Form, error: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, messages)
     else:
         form.add_error(None, error.messages)
+
+
+class PlausibleDateField(forms.DateField):
+    default_validators = [validate_plausible_day]
 
 
 class DateInput(forms.DateInput):

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
-from clinic.forms import DateInput, TimeInput, add_service_errors
+from clinic.forms import DateInput, PlausibleDateField, TimeInput, add_service_errors
 from maintenance.models import MAX_INTERVAL_DAYS, MIN_INTERVAL_DAYS, MaintenancePlan
 from maintenance.services import PLAN_FIELDS
 from sessions.models import Protocol
@@ -37,7 +37,7 @@ def weeks(days: int | None) -> str:
 
 
 class BoosterForm(forms.Form):
-    date = forms.DateField(label="Date", widget=DateInput)
+    date = PlausibleDateField(label="Date", widget=DateInput)
     time = forms.TimeField(
         label="Time",
         widget=TimeInput,

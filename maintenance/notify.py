@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from maintenance.models import Notification, NotificationKind
+from patients import access
 from patients.access import Role
 from patients.models import Patient
 
@@ -23,8 +24,9 @@ def active_users_with_role(role: Role):
 def clinicians_for(patient: Patient, *, everyone_on_duty: bool = False) -> list:
     """The patient's clinician, and with ``everyone_on_duty`` every active clinician."""
     recipients = {}
-    if patient.primary_clinician_id and patient.primary_clinician.is_active:
-        recipients[patient.primary_clinician_id] = patient.primary_clinician
+    primary = patient.primary_clinician
+    if primary is not None and access.is_clinician(primary):
+        recipients[primary.pk] = primary
     if everyone_on_duty or not recipients:
         for user in active_users_with_role(Role.CLINICIAN):
             recipients.setdefault(user.pk, user)

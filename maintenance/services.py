@@ -54,13 +54,21 @@ def booster_check(*, patient: Patient, scheduled_at: dt.datetime, allow_past: bo
         plan = patient.maintenance_plan
     except MaintenancePlan.DoesNotExist:
         raise ValidationError({"patient": "This patient has no maintenance plan yet; create one first."}) from None
-    if not plan.is_active:
-        raise ValidationError({"patient": "This patient's maintenance plan is paused."})
+    if not plan.is_in_force:
+        raise ValidationError({"patient": "This patient's maintenance plan is paused, or the patient is not active."})
     if timezone.is_naive(scheduled_at):
         raise ValidationError({"scheduled_at": "Give the booster time with its time zone."})
     day = clinic_date(scheduled_at)
     if not allow_past and day < timezone.localdate():
         raise ValidationError({"scheduled_at": "A booster cannot be booked in the past."})
+    booster_day_check(patient=patient, plan=plan, day=day)
+    check_infusion_day(patient=patient, day=day, allow_past=allow_past)
+    return plan
+
+
+def booster_day_check(*, patient: Patient, plan: MaintenancePlan, day: dt.date) -> None:
+    """The booster rules for a day (booking or moving): no induction series in progress,
+    and not before the plan's minimum interval after the last infusion."""
     if any(series.is_in_progress for series in patient.series.with_progress()):
         raise ValidationError({"patient": "This patient's induction series is still in progress."})
     last = last_completed_infusion(patient)
@@ -73,8 +81,6 @@ def booster_check(*, patient: Patient, scheduled_at: dt.datetime, allow_past: bo
                     f"infusion ({last.scheduled_on:%d %B}): the earliest booster date is {earliest:%A %d %B %Y}."
                 }
             )
-    check_infusion_day(patient=patient, day=day, allow_past=allow_past)
-    return plan
 
 
 @transaction.atomic

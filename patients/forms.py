@@ -7,7 +7,7 @@ from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
-from clinic.forms import DateInput
+from clinic.forms import DateInput, validate_plausible_day
 from patients.access import Role
 from patients.models import Diagnosis, Patient, PatientStatus
 from patients.phq9 import ITEM_FIELDS, ITEM_QUESTIONS, Answer, Difficulty
@@ -38,14 +38,21 @@ class PatientForm(forms.ModelForm):
             "address": forms.Textarea(attrs={"rows": 3}),
         }
 
-    def __init__(self, *args, **kwargs):
+    #: Weight sets doses: only clinicians record it.
+    CLINICAL_FIELDS = ("weight_kg", "weight_recorded_on")
+
+    def __init__(self, *args, clinical: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        if not clinical:
+            for name in self.CLINICAL_FIELDS:
+                del self.fields[name]
         clinicians = self.fields["primary_clinician"]
         clinicians.queryset = clinicians.queryset.filter(groups__name=Role.CLINICIAN.value, is_active=True).order_by(
             "last_name", "first_name"
         )
         clinicians.label_from_instance = lambda user: user.get_full_name() or user.username
-        self.fields["weight_kg"].widget.attrs.update({"step": "0.1", "inputmode": "decimal"})
+        if "weight_kg" in self.fields:
+            self.fields["weight_kg"].widget.attrs.update({"step": "0.1", "inputmode": "decimal"})
 
 
 class PatientFilter(django_filters.FilterSet):
@@ -77,6 +84,7 @@ class PHQ9Form(forms.Form):
 
     taken_at = forms.DateTimeField(
         label="Taken at",
+        validators=[validate_plausible_day],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="When the patient filled in the questionnaire.",
     )

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.utils import timezone
 
 from clinic.decorators import patient_required
+from patients.models import Patient
 from sessions.models import SessionKind, SessionStatus
 
 
 @patient_required
 def home(request):
-    patient = request.user.patient
+    try:
+        patient = request.user.patient
+    except Patient.DoesNotExist:
+        raise PermissionDenied("This account is not linked to a patient record.") from None
     latest = patient.phq9_assessments.order_by("-taken_at").first()
     sessions = patient.infusion_sessions.exclude(status=SessionStatus.CANCELLED)
     today = timezone.localdate()

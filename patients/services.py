@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import smtplib
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 
@@ -167,10 +168,17 @@ def patient_invite_to_portal(*, patient: Patient, by, set_password_url: Callable
     user = patient.user
     if user is not None and user.has_usable_password():
         raise ValidationError("This patient already has a portal account.")
-    if user is None:
-        username = patient.email.lower()
-        if User.objects.filter(username__iexact=username).exists():
-            raise ValidationError({"email": "Another account already uses this email address."})
+    username = patient.email.lower()
+    others = User.objects.filter(username__iexact=username)
+    if user is not None:
+        others = others.exclude(pk=user.pk)
+    if others.exists():
+        raise ValidationError({"email": "Another account already uses this email address."})
+    if user is not None:
+        # Invited again before setting a password: the login follows the current address.
+        user.username, user.email = username, patient.email
+        user.save(update_fields=["username", "email"])
+    else:
         user = User(username=username, email=patient.email, first_name=patient.first_name, last_name=patient.last_name)
         user.set_unusable_password()
         user.save()
@@ -178,6 +186,15 @@ def patient_invite_to_portal(*, patient: Patient, by, set_password_url: Callable
         patient.user = user
         patient.save(update_fields=["user", "updated_at"])
     link = set_password_url(urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user))
+    try:
+        _send_invitation(patient, link)
+    except (OSError, smtplib.SMTPException):
+        # Nothing is kept: the account is rolled back with the transaction.
+        raise ValidationError("The invitation email could not be sent; try again later.") from None
+    return user
+
+
+def _send_invitation(patient: Patient, link: str) -> None:
     send_mail(
         subject=f"Your {settings.CLINIC_NAME} patient portal",
         message=(
@@ -190,4 +207,3 @@ def patient_invite_to_portal(*, patient: Patient, by, set_password_url: Callable
         from_email=None,
         recipient_list=[patient.email],
     )
-    return user

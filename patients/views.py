@@ -60,7 +60,7 @@ def patient_list(request):
 
 @staff_required
 def patient_create(request):
-    form = PatientForm(request.POST or None)
+    form = PatientForm(request.POST or None, clinical=access.can_record_clinical(request.user))
     if request.method == "POST" and form.is_valid():
         try:
             patient = patient_save(patient=form.save(commit=False), by=request.user)
@@ -75,7 +75,7 @@ def patient_create(request):
 @staff_required
 def patient_edit(request, pk):
     patient = _patient(request, pk)
-    form = PatientForm(request.POST or None, instance=patient)
+    form = PatientForm(request.POST or None, instance=patient, clinical=access.can_record_clinical(request.user))
     if request.method == "POST" and form.is_valid():
         try:
             patient_save(patient=form.save(commit=False), by=request.user)
@@ -110,7 +110,7 @@ def patient_detail(request, pk):
             "upcoming": upcoming,
             "open_alerts": open_alerts,
             "acknowledge_form": AcknowledgeForm(),
-            "timeline": patient_timeline(patient),
+            "timeline": patient_timeline(patient, clinical=access.can_view_clinical(request.user, patient)),
             "series_gaps": series_gap_report(series) if series and series.is_in_progress else [],
             "can_start_series": not (series and series.is_in_progress),
             "show_clinical": access.can_view_clinical(request.user, patient),

@@ -15,7 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from clinic.forms import DateInput, TimeInput, add_service_errors
+from clinic.forms import DateInput, PlausibleDateField, TimeInput, add_service_errors
 from patients.services import parse_weight_kg
 from sessions.models import (
     DISSOCIATION_MAX,
@@ -60,7 +60,7 @@ def at_session_day(session: InfusionSession, at: dt.time | None) -> dt.datetime 
 
 class SeriesForm(forms.Form):
     protocol = forms.ModelChoiceField(queryset=Protocol.objects.filter(is_active=True), empty_label="Choose a protocol")
-    start_date = forms.DateField(label="First infusion on or after", widget=DateInput())
+    start_date = PlausibleDateField(label="First infusion on or after", widget=DateInput())
     appointment_time = forms.TimeField(label="Appointment time", widget=TimeInput())
 
     def __init__(self, *args, **kwargs):
@@ -72,7 +72,7 @@ class SeriesForm(forms.Form):
 class AppointmentForm(forms.Form):
     """A day and a clock time in the clinic's time zone."""
 
-    date = forms.DateField(widget=DateInput())
+    date = PlausibleDateField(widget=DateInput())
     time = forms.TimeField(widget=TimeInput())
 
     #: The services name the moment ``scheduled_at``; it is shown next to the date.

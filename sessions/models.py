@@ -539,6 +539,11 @@ class SideEffect(LockedChildMixin, PublicModel):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.get_severity_display()})"
 
+    def clean(self) -> None:
+        super().clean()
+        if self.kind == SideEffectKind.OTHER and not self.note.strip():
+            raise ValidationError({"note": "Describe a side effect of kind 'other'."})
+
 
 class InfusionAmendment(PublicModel):
     """A correction to a signed infusion record; ``changes`` keeps the original values.

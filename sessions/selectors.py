@@ -44,11 +44,15 @@ class TimelineEntry:
     record: object = None
 
 
-def patient_timeline(patient: Patient) -> list[TimelineEntry]:
-    """Series, infusions, boosters and PHQ-9s of a patient, newest first (three queries)."""
+def patient_timeline(patient: Patient, *, clinical: bool) -> list[TimelineEntry]:
+    """Series, infusions, boosters and PHQ-9s of a patient, newest first (three queries).
+
+    Without ``clinical`` (schedulers) the entries leave out clinical detail: item-9
+    answers and the reasons a series was stopped.
+    """
     entries: list[TimelineEntry] = []
     for assessment in patient.phq9_assessments.all():
-        flag = " · item 9 answered above 0" if assessment.has_safety_flag else ""
+        flag = " · item 9 answered above 0" if clinical and assessment.has_safety_flag else ""
         entries.append(
             TimelineEntry(
                 when=assessment.taken_at,
@@ -84,7 +88,7 @@ def patient_timeline(patient: Patient) -> list[TimelineEntry]:
     for series in patient.series.select_related("protocol"):
         detail = series.protocol.name
         if series.discontinued_at:
-            detail += f" · discontinued: {series.discontinued_reason}"
+            detail += f" · discontinued: {series.discontinued_reason}" if clinical else " · discontinued"
         entries.append(
             TimelineEntry(
                 when=clinic_datetime(series.start_date, dt.time.min),

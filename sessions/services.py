@@ -128,6 +128,7 @@ def series_create(
     created_by,
     appointment_time: dt.time | None = None,
     allow_past: bool = False,
+    expected_dates: list[dt.date] | None = None,
 ) -> InductionSeries:
     """Start an induction series: one scheduled session per planned infusion.
 
@@ -141,6 +142,9 @@ def series_create(
     series_check(patient=patient, protocol=protocol, start_date=start_date, allow_past=allow_past)
 
     plan = series_plan(patient=patient, protocol=protocol, start_date=start_date)
+    if expected_dates is not None and plan.dates != list(expected_dates):
+        # Another booking changed the calendar since the preview: book nothing unseen.
+        raise ValidationError("The available dates changed since the preview; check the new dates, then confirm.")
     at = appointment_time or default_appointment_time()
     series = InductionSeries.objects.create(
         patient=patient,
@@ -237,6 +241,15 @@ def session_reschedule(*, session: InfusionSession, scheduled_at: dt.datetime, b
         raise ValidationError(f"Only an infusion that has not started can be moved; this one is {state}.")
     if timezone.is_naive(scheduled_at):
         raise ValidationError({"scheduled_at": "Give the new time with its time zone."})
+    if session.kind == SessionKind.BOOSTER:
+        # A moved booster keeps to the booster rules (minimum interval, plan in force).
+        from maintenance.models import MaintenancePlan
+        from maintenance.services import booster_day_check
+
+        plan = MaintenancePlan.objects.filter(patient=session.patient).first()
+        if plan is None or not plan.is_in_force:
+            raise ValidationError("This patient's maintenance plan is paused or missing; boosters cannot be moved.")
+        booster_day_check(patient=session.patient, plan=plan, day=clinic_date(scheduled_at))
     check_infusion_day(patient=session.patient, day=clinic_date(scheduled_at), exclude=session)
     session.scheduled_at = scheduled_at
     validate_and_save(session, update_fields=["scheduled_at", "scheduled_on", "updated_at"])
@@ -395,7 +408,7 @@ def _raise_vitals_alert(session: InfusionSession, alerts) -> None:
 
     patient = session.patient
     recipients = clinicians_for(patient)
-    if session.administered_by_id:
+    if session.administered_by_id and access.is_clinician(session.administered_by):
         recipients.append(session.administered_by)
     notify(
         recipients=recipients,

@@ -11,6 +11,7 @@ urlpatterns = [
     path("calendar/", views.week, name="week"),
     path("patients/<uuid:pk>/series/new/", views.series_new, name="series_new"),
     path("series/<uuid:pk>/makeup/", views.makeup, name="makeup"),
+    path("series/<uuid:pk>/discontinue/", views.series_discontinue, name="series_discontinue"),
     path("<uuid:pk>/", views.detail, name="detail"),
     path("<uuid:pk>/start/", views.start, name="start"),
     path("<uuid:pk>/vitals/", views.vitals, name="vitals"),

@@ -25,6 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from clinic.decorators import clinician_required, staff_required
+from clinic.forms import is_plausible_day
 from patients.models import Patient, PHQ9Assessment
 from patients.phq9 import severity_for_total
 from patients.services import parse_weight_kg
@@ -101,11 +102,15 @@ def _decorate(session: InfusionSession) -> InfusionSession:
 
 
 def _parse_day(value: str | None) -> dt.date:
+    """A day from the query string; anything unreadable or implausible means today."""
     if value:
         try:
-            return dt.date.fromisoformat(value)
+            day = dt.date.fromisoformat(value)
         except ValueError:
             pass
+        else:
+            if is_plausible_day(day):
+                return day
     return timezone.localdate()
 
 
@@ -192,9 +197,12 @@ def series_new(request: HttpRequest, pk) -> HttpResponse:
         form = SeriesForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
-            signature = f"{data['protocol'].pk}|{data['start_date']:%Y-%m-%d}|{data['appointment_time']:%H:%M}"
             try:
                 services.series_check(patient=patient, protocol=data["protocol"], start_date=data["start_date"])
+                plan = services.series_plan(patient=patient, protocol=data["protocol"], start_date=data["start_date"])
+                # The signature covers the inputs and the dates shown: confirm books exactly those.
+                dates = ",".join(f"{day:%Y-%m-%d}" for day in plan.dates)
+                signature = f"{data['protocol'].pk}|{data['appointment_time']:%H:%M}|{dates}"
                 if "confirm" in request.POST and request.POST.get("previewed") == signature:
                     series = services.series_create(
                         patient=patient,
@@ -202,6 +210,7 @@ def series_new(request: HttpRequest, pk) -> HttpResponse:
                         start_date=data["start_date"],
                         appointment_time=data["appointment_time"],
                         created_by=request.user,
+                        expected_dates=plan.dates,
                     )
                     messages.success(
                         request,
@@ -213,7 +222,6 @@ def series_new(request: HttpRequest, pk) -> HttpResponse:
                 if "confirm" in request.POST:
                     # The form changed after the preview: show the dates it would book now.
                     messages.info(request, "The details changed since the preview; check these dates, then confirm.")
-                plan = services.series_plan(patient=patient, protocol=data["protocol"], start_date=data["start_date"])
             except ValidationError as error:
                 apply_service_errors(form, error)
                 plan = None
@@ -740,3 +748,17 @@ def week(request: HttpRequest) -> HttpResponse:
             "count": sum(len(d["sessions"]) for d in days),
         },
     )
+
+
+@require_POST
+@staff_required
+def series_discontinue(request: HttpRequest, pk) -> HttpResponse:
+    """Stop a series early (the remaining booked infusions are cancelled)."""
+    series = get_object_or_404(InductionSeries.objects.select_related("patient"), pk=pk)
+    try:
+        services.series_discontinue(series=series, by=request.user, reason=request.POST.get("reason", ""))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "The series is stopped; its remaining infusions are cancelled.")
+    return redirect(series.patient.get_absolute_url())

@@ -152,9 +152,9 @@ def test_staff_register_a_patient(client, scheduler):
     ],
 )
 def test_a_bad_registration_shows_the_error_keeps_the_input_and_saves_nothing(
-    client, scheduler, changes, field, message
+    client, clinician, changes, field, message
 ):
-    client.force_login(scheduler)
+    client.force_login(clinician)
     response = client.post(reverse("patients:create"), patient_data(**changes))
     assert response.status_code == 200
     form = response.context["form"]
