@@ -14,4 +14,7 @@ app.autodiscover_tasks()
 # or the ``beat`` line of the development Procfile).
 app.conf.beat_schedule = {
     "worker-heartbeat": {"task": "clinic.tasks.heartbeat", "schedule": 60.0},
+    # Reminders: find what is due, then deliver it (maintenance/reminders.py).
+    "reminder-scan": {"task": "maintenance.tasks.scan", "schedule": 60.0},
+    "reminder-dispatch": {"task": "maintenance.tasks.dispatch", "schedule": 60.0},
 }

@@ -192,6 +192,7 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="clinic@localhost")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 
 # --- Django REST Framework ------------------------------------------------------
 REST_FRAMEWORK = {
@@ -225,6 +226,20 @@ CLINIC_BASELINE_WINDOW_DAYS = env.int("CLINIC_BASELINE_WINDOW_DAYS", default=14)
 CLINIC_BOOSTER_LEAD_DAYS = env.int("CLINIC_BOOSTER_LEAD_DAYS", default=7)
 # Without a maximum interval in the plan, a booster is overdue this many days after due.
 CLINIC_BOOSTER_OVERDUE_GRACE_DAYS = env.int("CLINIC_BOOSTER_OVERDUE_GRACE_DAYS", default=7)
+# Overdue boosters are reminded again every this many days.
+CLINIC_BOOSTER_OVERDUE_REPEAT_DAYS = env.int("CLINIC_BOOSTER_OVERDUE_REPEAT_DAYS", default=7)
+# Local time ("HH:MM") at which a day's booster reminders go out.
+CLINIC_REMINDER_SEND_TIME = env.str("CLINIC_REMINDER_SEND_TIME", default="08:00")
+# An unacknowledged item-9 alert is raised again every this many minutes.
+CLINIC_SAFETY_REALERT_MINUTES = env.int("CLINIC_SAFETY_REALERT_MINUTES", default=30)
+# Patients who agreed get an email this many days before a booster appointment.
+CLINIC_PATIENT_REMINDER_DAYS = env.int("CLINIC_PATIENT_REMINDER_DAYS", default=2)
+# A reminder scan older than this many minutes shows a warning.
+CLINIC_REMINDER_SCAN_STALE_MINUTES = env.int("CLINIC_REMINDER_SCAN_STALE_MINUTES", default=10)
+# Failed email deliveries are retried this many times, waiting 1, 2, 4 ... minutes.
+CLINIC_REMINDER_MAX_ATTEMPTS = env.int("CLINIC_REMINDER_MAX_ATTEMPTS", default=6)
+# The address staff and patients open from an email (no patient data in emails).
+CLINIC_BASE_URL = env.str("CLINIC_BASE_URL", default="http://127.0.0.1:8000")
 # Default symptom triggers of a new maintenance plan (PHQ-9 points).
 CLINIC_TRIGGER_PHQ9_THRESHOLD = env.int("CLINIC_TRIGGER_PHQ9_THRESHOLD", default=10)
 CLINIC_TRIGGER_PHQ9_RISE = env.int("CLINIC_TRIGGER_PHQ9_RISE", default=5)

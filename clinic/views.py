@@ -57,5 +57,13 @@ def health(request):
         checks["worker"] = "ok" if age <= HEARTBEAT_STALE_AFTER else "stale"
     else:
         checks["worker"] = "unknown"
+    if checks["database"] == "ok":
+        from maintenance.reminders import reminder_health
+
+        reminders = reminder_health()
+        checks["reminder_scan"] = "stale" if reminders.stale else "ok"
+        checks["reminder_scan_last_success"] = reminders.last_scan_at.isoformat() if reminders.last_scan_at else None
+        checks["reminders_pending"] = reminders.pending
+        checks["reminders_failed"] = reminders.failed
     healthy = checks["database"] == "ok"
     return JsonResponse({"status": "ok" if healthy else "down", **checks}, status=200 if healthy else 503)

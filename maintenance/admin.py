@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from maintenance.models import BoosterAppointment, MaintenancePlan, Notification, Reminder
+from maintenance.models import BoosterAppointment, JobRun, MaintenancePlan, Notification, Reminder
 from maintenance.services import booster_check, booster_schedule
 
 
@@ -67,7 +67,7 @@ class BoosterAppointmentAdmin(admin.ModelAdmin):
 
 @admin.register(Reminder)
 class ReminderAdmin(admin.ModelAdmin):
-    list_display = ("patient", "stage", "repeat", "recipient", "channel", "status", "send_after", "sent_at")
+    list_display = ("title", "kind", "stage", "repeat", "recipient", "channel", "status", "send_after", "sent_at")
     list_filter = ("status", "stage", "channel", "kind")
     search_fields = ("patient__mrn", "patient__last_name", "recipient__username")
     date_hierarchy = "send_after"
@@ -92,6 +92,20 @@ class NotificationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # raised by the safety rules and Celery
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(JobRun)
+class JobRunAdmin(admin.ModelAdmin):
+    list_display = ("name", "last_success_at", "last_error_at")
+    search_fields = ("name",)
+    list_filter = ("name",)
+    readonly_fields = ("name", "last_success_at", "last_error_at", "last_error")
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -208,6 +208,9 @@ class BoosterAppointment(InfusionSession):
 
 class ReminderKind(models.TextChoices):
     BOOSTER_STAGE = "booster_stage", "Booster reached a new stage"
+    SYMPTOM_TRIGGER = "symptom_trigger", "Symptom trigger fired"
+    SAFETY_ALERT = "safety_alert", "Item-9 safety alert"
+    PATIENT_APPOINTMENT = "patient_appointment", "Appointment reminder to the patient"
 
 
 class ReminderChannel(models.TextChoices):
@@ -217,35 +220,35 @@ class ReminderChannel(models.TextChoices):
 
 class ReminderStatus(models.TextChoices):
     PENDING = "pending", "Pending"
-    SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Reminder(PublicModel):
     """One message that must go out exactly once.
 
-    The unique constraint names what must not happen twice (this stage of this booster
-    cycle, to this person, by this channel); the dispatcher claims a row with a
-    conditional UPDATE before sending, so two workers never send the same reminder.
-    A booster cycle is identified by the infusion its due date counts from.
+    The unique constraint names what must not happen twice: this kind of message about
+    this subject (and stage, and repeat), to this person, by this channel. The subject is
+    the record it is about: for a booster stage, the last infusion the due date counts
+    from (a new infusion starts a new cycle); for a trigger or a safety alert, the PHQ-9;
+    for a patient's reminder, the appointment. The dispatcher claims rows with
+    SELECT ... FOR UPDATE SKIP LOCKED and marks them sent in the same transaction as the
+    delivery, so two workers never send one reminder twice and a crash loses nothing.
     """
 
-    kind = models.CharField(max_length=32, choices=ReminderKind.choices)
+    kind = models.CharField(max_length=24, choices=ReminderKind.choices)
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="reminders")
-    cycle_start = models.ForeignKey(
-        InfusionSession,
-        on_delete=models.CASCADE,
-        related_name="+",
-        help_text="The infusion the booster's due date counts from.",
-    )
-    stage = models.CharField(max_length=16, choices=BoosterStage.choices)
-    repeat = models.PositiveSmallIntegerField(default=0, help_text="0 the first time; then each overdue re-reminder.")
+    subject_id = models.UUIDField(help_text="The record the reminder is about.")
+    stage = models.CharField(max_length=16, choices=BoosterStage.choices, blank=True)
+    repeat = models.PositiveSmallIntegerField(default=0, help_text="0 the first time; then each repeat.")
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reminders")
     channel = models.CharField(max_length=8, choices=ReminderChannel.choices)
+    title = models.CharField(max_length=200, help_text="In-app only: emails carry no clinical detail.")
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=300, blank=True)
     send_after = models.DateTimeField()
-    status = models.CharField(max_length=8, choices=ReminderStatus.choices, default=ReminderStatus.PENDING)
-    claimed_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=ReminderStatus.choices, default=ReminderStatus.PENDING)
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
@@ -255,25 +258,45 @@ class Reminder(PublicModel):
         indexes = [
             # Dispatcher: pending reminders whose time has come, oldest first.
             models.Index(fields=["send_after"], condition=Q(status="pending"), name="reminder_pending_idx"),
-            # Sweeper: rows stuck in "sending" after a worker died.
-            models.Index(fields=["claimed_at"], condition=Q(status="sending"), name="reminder_sending_idx"),
+            # Acknowledging an alert cancels its pending repeats; the patient page lists them.
+            models.Index(fields=["subject_id", "kind"], name="reminder_subject_idx"),
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["kind", "cycle_start", "stage", "repeat", "recipient", "channel"],
-                name="reminder_once_per_stage_recipient_channel",
+                fields=["kind", "subject_id", "stage", "repeat", "recipient", "channel"],
+                name="reminder_once",
+                violation_error_message="This reminder already exists.",
             ),
             models.CheckConstraint(condition=Q(kind__in=ReminderKind.values), name="reminder_kind_valid"),
-            models.CheckConstraint(condition=Q(stage__in=BoosterStage.values), name="reminder_stage_valid"),
+            models.CheckConstraint(
+                condition=Q(stage="") | Q(kind=ReminderKind.BOOSTER_STAGE, stage__in=BoosterStage.values),
+                name="reminder_stage_only_for_boosters",
+            ),
             models.CheckConstraint(condition=Q(channel__in=ReminderChannel.values), name="reminder_channel_valid"),
             models.CheckConstraint(condition=Q(status__in=ReminderStatus.values), name="reminder_status_valid"),
             models.CheckConstraint(
                 condition=~Q(status=ReminderStatus.SENT) | Q(sent_at__isnull=False), name="reminder_sent_has_time"
             ),
+            models.CheckConstraint(
+                condition=Q(link="") | (Q(link__startswith="/") & ~Q(link__startswith="//")),
+                name="reminder_link_internal",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_stage_display()} reminder for {self.recipient} ({self.get_channel_display()})"
+        return f"{self.get_kind_display()} for {self.recipient} ({self.get_channel_display()})"
+
+
+class JobRun(models.Model):
+    """When a periodic job last finished: shows staff that the reminder system is alive."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class NotificationKind(models.TextChoices):

@@ -230,7 +230,7 @@ def booster_board(*, today: dt.date | None = None) -> BoosterBoard:
     )
     plans = list(
         MaintenancePlan.objects.in_force()
-        .select_related("patient", "protocol")
+        .select_related("patient__primary_clinician", "protocol")
         .annotate(
             series_in_progress=Exists(_series_in_progress(patient)),
             last_id=Subquery(completed.order_by("-scheduled_on", "-scheduled_at").values("pk")[:1]),

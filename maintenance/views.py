@@ -20,6 +20,7 @@ from clinic.decorators import staff_required
 from clinic.forms import add_service_errors
 from maintenance.forms import BoosterForm, PlanForm, weeks
 from maintenance.models import BoosterStage, MaintenancePlan, Notification
+from maintenance.reminders import reminder_health
 from maintenance.selectors import (
     BoardRow,
     booster_board,
@@ -137,6 +138,7 @@ def board(request):
             "filters": filters,
             "stage": stage,
             "here": request.get_full_path(),
+            "reminders": reminder_health(),
         },
     )
 

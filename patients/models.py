@@ -69,6 +69,11 @@ class Patient(PublicModel):
         related_name="primary_patients",
         help_text="The clinician told about this patient's boosters and safety alerts.",
     )
+    accepts_email_reminders = models.BooleanField(
+        "agrees to appointment reminders by email",
+        default=False,
+        help_text="Emails say only that an appointment is coming, never what it is for.",
+    )
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         verbose_name="portal account",

@@ -20,7 +20,7 @@ from django.utils.http import urlsafe_base64_encode
 from clinic.db import validate_and_save
 from patients import access
 from patients.models import MAX_WEIGHT_KG, MIN_WEIGHT_KG, Patient, PHQ9Assessment, PHQ9Source
-from patients.phq9 import ITEM_FIELDS, Answer
+from patients.phq9 import ITEM_FIELDS
 
 
 @transaction.atomic
@@ -66,29 +66,12 @@ def phq9_record(
     )
     validate_and_save(assessment)
     assessment.refresh_from_db(fields=["total"])
+    from maintenance import reminders
+
     if assessment.has_safety_flag:
-        _raise_safety_alert(assessment)
+        reminders.raise_safety_alert(assessment)
+    reminders.raise_symptom_trigger(assessment)
     return assessment
-
-
-def _raise_safety_alert(assessment: PHQ9Assessment) -> None:
-    """Item 9 above 0: tell the patient's clinician and every clinician on duty at once."""
-    from maintenance.models import NotificationKind
-    from maintenance.notify import clinicians_for, notify
-
-    patient = assessment.patient
-    answer = Answer(assessment.item_9).label.lower()
-    via = "in the portal" if assessment.source == PHQ9Source.PORTAL else "at the clinic"
-    notify(
-        recipients=clinicians_for(patient, everyone_on_duty=True),
-        kind=NotificationKind.SAFETY_ALERT,
-        title=f"Safety alert: {patient.full_name} answered item 9 ({answer})",
-        body=f"PHQ-9 {assessment.total} ({assessment.severity.label}) entered {via}. "
-        "A clinician must acknowledge it with the action taken.",
-        patient=patient,
-        link=patient.get_absolute_url(),
-        subject_id=assessment.pk,
-    )
 
 
 def phq9_acknowledge_safety(*, assessment: PHQ9Assessment, by, action: str) -> PHQ9Assessment:
@@ -110,11 +93,13 @@ def phq9_acknowledge_safety(*, assessment: PHQ9Assessment, by, action: str) -> P
     )
     if claimed != 1:
         raise ValidationError("This safety alert has already been acknowledged.")
-    from maintenance.models import NotificationKind
+    from maintenance.models import NotificationKind, ReminderKind
     from maintenance.notify import resolve
+    from maintenance.reminders import cancel_pending
 
-    # The alert is dealt with: it leaves every clinician's unread inbox.
+    # The alert is dealt with: it leaves every clinician's unread inbox, and is not repeated.
     resolve(subject_id=assessment.pk, kind=NotificationKind.SAFETY_ALERT)
+    cancel_pending(kind=ReminderKind.SAFETY_ALERT, subject_id=assessment.pk)
     assessment.refresh_from_db()
     return assessment
 

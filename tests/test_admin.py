@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinic.admin import ClinicAdminSite
-from maintenance.models import BoosterStage, NotificationKind, Reminder, ReminderChannel, ReminderKind
+from maintenance.models import BoosterStage, JobRun, NotificationKind, Reminder, ReminderChannel, ReminderKind
 from maintenance.notify import notify
 from maintenance.services import booster_schedule
 from patients.models import Patient, PHQ9Assessment, PHQ9Source
@@ -112,13 +112,15 @@ def every_record(given_session, clinician, scheduler, patient, protocol):
     Reminder.objects.create(
         kind=ReminderKind.BOOSTER_STAGE,
         patient=given_session.patient,
-        cycle_start=given_session,
+        subject_id=given_session.pk,
         stage=BoosterStage.DUE_SOON,
         recipient=scheduler,
         channel=ReminderChannel.IN_APP,
+        title="Booster due soon",
         send_after=timezone.now(),
     )
     ClosedDay.objects.create(date=dt.date(2026, 12, 25), reason="Christmas")
+    JobRun.objects.create(name="reminder-scan", last_success_at=timezone.now())
     notify(
         recipients=[scheduler],
         kind=NotificationKind.BOOSTER_STAGE,

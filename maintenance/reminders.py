@@ -1,0 +1,450 @@
+"""Reminders that are never lost and never sent twice.
+
+Three parts, each with one job:
+
+- ``scan_reminders`` (Celery beat, every minute) looks at the clinic and inserts the
+  reminder rows that are due: booster stages, overdue repeats, item-9 re-alerts and
+  patients' appointment emails. Inserts ignore conflicts with the unique constraint, so
+  scanning twice, or in two workers at once, creates nothing twice.
+- ``dispatch_reminders`` claims pending rows one at a time with
+  ``SELECT ... FOR UPDATE SKIP LOCKED`` and delivers each in the transaction that marks
+  it sent: an in-app notification is exactly once; an email is sent at least once and,
+  unless the worker dies between the SMTP call and the commit, exactly once. A worker
+  killed mid-batch leaves the rest pending for the next run; a failed email is retried
+  with backoff.
+- ``raise_alert`` is for events that cannot wait for the scan (an item-9 answer, a
+  symptom trigger): in-app notifications at once, in the same transaction as the event,
+  emails through the dispatcher, nudged on commit. If the broker is down the nudge is
+  skipped and the next beat delivers: no page ever waits on Redis.
+
+Emails carry no clinical detail, only that something needs attention and a link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from maintenance.models import (
+    BoosterStage,
+    JobRun,
+    Notification,
+    NotificationKind,
+    Reminder,
+    ReminderChannel,
+    ReminderKind,
+    ReminderStatus,
+)
+from maintenance.notify import active_users_with_role, clinicians_for
+from patients import access
+from patients.models import Patient, PHQ9Assessment
+from sessions.models import InfusionSession, SessionKind, SessionStatus
+from sessions.scheduling import clinic_datetime
+
+logger = logging.getLogger(__name__)
+
+SCAN_JOB = "reminder-scan"
+DISPATCH_JOB = "reminder-dispatch"
+#: Stages staff are told about (not "not yet due").
+REMINDED_STAGES = (BoosterStage.DUE_SOON, BoosterStage.DUE, BoosterStage.OVERDUE)
+
+#: What each kind of reminder shows in the inbox.
+NOTIFICATION_KIND = {
+    ReminderKind.BOOSTER_STAGE: NotificationKind.BOOSTER_STAGE,
+    ReminderKind.SYMPTOM_TRIGGER: NotificationKind.SYMPTOM_TRIGGER,
+    ReminderKind.SAFETY_ALERT: NotificationKind.SAFETY_ALERT,
+}
+
+#: What an email says: never a name, a drug, a dose or a score.
+EMAIL_TEXT = {
+    ReminderKind.BOOSTER_STAGE: ("A booster needs scheduling", "A patient's booster needs scheduling."),
+    ReminderKind.SYMPTOM_TRIGGER: ("A booster should come forward", "A patient's booster should come forward."),
+    ReminderKind.SAFETY_ALERT: ("Safety alert: please log in", "A safety alert needs a clinician's attention now."),
+    ReminderKind.PATIENT_APPOINTMENT: ("Your upcoming appointment", "You have an upcoming appointment."),
+}
+
+
+def _send_time() -> dt.time:
+    return dt.time.fromisoformat(settings.CLINIC_REMINDER_SEND_TIME)
+
+
+def _with_email(users: Iterable) -> list:
+    return [user for user in users if user.email]
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str = ""
+    link: str = ""
+
+
+def _rows(
+    *,
+    kind: ReminderKind,
+    patient: Patient,
+    subject_id,
+    recipients: Iterable,
+    message: Message,
+    send_after: dt.datetime,
+    stage: str = "",
+    repeat: int = 0,
+    channels: Iterable[ReminderChannel] = (ReminderChannel.IN_APP, ReminderChannel.EMAIL),
+) -> list[Reminder]:
+    rows = []
+    for user in {user.pk: user for user in recipients}.values():
+        for channel in channels:
+            if channel == ReminderChannel.EMAIL and not user.email:
+                continue
+            rows.append(
+                Reminder(
+                    kind=kind,
+                    patient=patient,
+                    subject_id=subject_id,
+                    stage=stage,
+                    repeat=repeat,
+                    recipient=user,
+                    channel=channel,
+                    title=message.title,
+                    body=message.body,
+                    link=message.link,
+                    send_after=send_after,
+                )
+            )
+    return rows
+
+
+def _insert(rows: list[Reminder]) -> int:
+    """Insert what does not exist yet; the unique constraint makes this idempotent."""
+    if not rows:
+        return 0
+    before = Reminder.objects.count()
+    Reminder.objects.bulk_create(rows, ignore_conflicts=True)
+    return Reminder.objects.count() - before
+
+
+# --- Immediate alerts ---------------------------------------------------------------
+
+
+def raise_alert(
+    *,
+    kind: ReminderKind,
+    patient: Patient,
+    subject_id,
+    recipients: Iterable,
+    message: Message,
+    repeat: int = 0,
+) -> None:
+    """Tell ``recipients`` now: in-app in this transaction, email via the dispatcher."""
+    now = timezone.now()
+    rows = _rows(
+        kind=kind, patient=patient, subject_id=subject_id, recipients=recipients, message=message,
+        send_after=now, repeat=repeat,
+    )  # fmt: skip
+    in_app = [row for row in rows if row.channel == ReminderChannel.IN_APP]
+    for row in in_app:
+        row.status, row.sent_at = ReminderStatus.SENT, now
+    Reminder.objects.bulk_create(rows, ignore_conflicts=True)
+    # Notifications only for the in-app rows this call created (a conflict means an
+    # earlier call already told that person).
+    created = Reminder.objects.filter(
+        kind=kind, subject_id=subject_id, repeat=repeat, channel=ReminderChannel.IN_APP, sent_at=now
+    ).select_related("recipient")
+    Notification.objects.bulk_create(_notification(row) for row in created)
+    nudge_dispatcher()
+
+
+def _notification(reminder: Reminder) -> Notification:
+    return Notification(
+        recipient=reminder.recipient,
+        kind=NOTIFICATION_KIND[reminder.kind],
+        title=reminder.title,
+        body=reminder.body,
+        patient=reminder.patient,
+        link=reminder.link,
+        subject_id=reminder.subject_id,
+    )
+
+
+def cancel_pending(*, kind: ReminderKind, subject_id) -> int:
+    """What was dealt with is not reminded again."""
+    return Reminder.objects.filter(kind=kind, subject_id=subject_id, status=ReminderStatus.PENDING).update(
+        status=ReminderStatus.CANCELLED
+    )
+
+
+def nudge_dispatcher() -> None:
+    """Ask a worker to dispatch right after this transaction commits; never fail or wait
+    because the broker is down (the beat dispatches every minute anyway)."""
+
+    def send() -> None:
+        from maintenance.tasks import dispatch
+
+        try:
+            dispatch.apply_async(retry=False)
+        except Exception:
+            logger.warning("Broker unavailable: pending reminders go out on the next scheduled dispatch.")
+
+    transaction.on_commit(send)
+
+
+# --- Safety alerts and symptom triggers ----------------------------------------------
+
+
+def safety_message(assessment: PHQ9Assessment, *, repeat: int) -> Message:
+    patient = assessment.patient
+    again = f" (reminder {repeat})" if repeat else ""
+    via = "in the portal" if assessment.source == "portal" else "at the clinic"
+    return Message(
+        title=f"Safety alert: {patient.full_name} answered item 9{again}",
+        body=f"PHQ-9 {assessment.total} ({assessment.severity.label}) entered {via}, item 9 "
+        f"“{assessment.get_item_9_display().lower()}”. A clinician must acknowledge it with the action taken.",
+        link=patient.get_absolute_url(),
+    )
+
+
+def raise_safety_alert(assessment: PHQ9Assessment) -> None:
+    """Item 9 above 0: the patient's clinician and every clinician on duty, at once."""
+    raise_alert(
+        kind=ReminderKind.SAFETY_ALERT,
+        patient=assessment.patient,
+        subject_id=assessment.pk,
+        recipients=clinicians_for(assessment.patient, everyone_on_duty=True),
+        message=safety_message(assessment, repeat=0),
+    )
+
+
+def raise_symptom_trigger(assessment: PHQ9Assessment) -> None:
+    """A new PHQ-9 meets the plan's trigger: the schedulers are told at once, with the scores."""
+    from maintenance.selectors import booster_status
+
+    status = booster_status(patient=assessment.patient)
+    if status is None or status.trigger is None or status.trigger.assessment.pk != assessment.pk:
+        return  # no plan in force, no trigger, or it had already fired on an earlier score
+    patient = assessment.patient
+    due = status.due
+    raise_alert(
+        kind=ReminderKind.SYMPTOM_TRIGGER,
+        patient=patient,
+        subject_id=assessment.pk,
+        recipients=active_users_with_role(access.Role.SCHEDULER),
+        message=Message(
+            title=f"Bring {patient.full_name}'s booster forward",
+            body=f"{status.trigger.reason} (taken {timezone.localtime(assessment.taken_at):%d %b}). "
+            f"The booster is now due {due.due_on:%a %d %b %Y}.",
+            link=patient.get_absolute_url(),
+        ),
+    )
+
+
+# --- The scan -------------------------------------------------------------------------
+
+
+def scan_reminders(*, now: dt.datetime | None = None) -> int:
+    """Insert every reminder that is due now. Returns how many rows were new."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    created = _scan_boosters(today) + _scan_safety(now) + _scan_patient_appointments(today)
+    JobRun.objects.update_or_create(name=SCAN_JOB, defaults={"last_success_at": timezone.now()})
+    return created
+
+
+def _scan_boosters(today: dt.date) -> int:
+    from maintenance.selectors import booster_board
+
+    schedulers = list(active_users_with_role(access.Role.SCHEDULER))
+    send_after = clinic_datetime(today, _send_time())
+    rows: list[Reminder] = []
+    for row in booster_board(today=today).rows:
+        status = row.status
+        stage = status.due.stage
+        if stage not in REMINDED_STAGES or status.next_appointment is not None:
+            continue
+        repeat = 0
+        if stage == BoosterStage.OVERDUE:
+            days_overdue = (today - status.due.due_until).days
+            repeat = (days_overdue - 1) // settings.CLINIC_BOOSTER_OVERDUE_REPEAT_DAYS
+        patient = status.plan.patient
+        # The patient's clinician (while still a clinician) and every scheduler.
+        primary = patient.primary_clinician
+        recipients = [primary, *schedulers] if primary is not None and access.is_clinician(primary) else schedulers
+        label = stage.label.lower()
+        again = f" (reminder {repeat + 1})" if repeat else ""
+        rows += _rows(
+            kind=ReminderKind.BOOSTER_STAGE,
+            patient=patient,
+            subject_id=status.last_infusion.pk,
+            stage=stage,
+            repeat=repeat,
+            recipients=recipients,
+            message=Message(
+                title=f"Booster {label}: {patient.full_name}{again}",
+                body=f"Due {status.due.due_on:%a %d %b %Y}; last infusion {status.last_infusion.scheduled_on:%d %b %Y}."
+                + (f" {status.trigger.reason}." if status.trigger else ""),
+                link=patient.get_absolute_url(),
+            ),
+            send_after=send_after,
+        )
+    return _insert(rows)
+
+
+def _scan_safety(now: dt.datetime) -> int:
+    """Item-9 alerts nobody acknowledged are raised again every CLINIC_SAFETY_REALERT_MINUTES."""
+    interval = dt.timedelta(minutes=settings.CLINIC_SAFETY_REALERT_MINUTES)
+    open_alerts = PHQ9Assessment.objects.filter(
+        item_9__gt=0, safety_acknowledged_at__isnull=True, taken_at__lte=now - interval
+    ).select_related("patient__primary_clinician")
+    rows: list[Reminder] = []
+    for assessment in open_alerts:
+        # Counted from when the alert was raised (the row was created), not when the form was dated.
+        raised = assessment.created_at
+        repeat = int((now - raised) / interval)
+        if repeat < 1:
+            continue
+        rows += _rows(
+            kind=ReminderKind.SAFETY_ALERT,
+            patient=assessment.patient,
+            subject_id=assessment.pk,
+            repeat=repeat,
+            recipients=clinicians_for(assessment.patient, everyone_on_duty=True),
+            message=safety_message(assessment, repeat=repeat),
+            send_after=raised + repeat * interval,
+        )
+    return _insert(rows)
+
+
+def _scan_patient_appointments(today: dt.date) -> int:
+    """Patients who agreed get one email CLINIC_PATIENT_REMINDER_DAYS before a booster."""
+    ahead = today + dt.timedelta(days=settings.CLINIC_PATIENT_REMINDER_DAYS)
+    bookings = InfusionSession.objects.filter(
+        kind=SessionKind.BOOSTER,
+        status=SessionStatus.SCHEDULED,
+        scheduled_on__range=(today, ahead),
+        patient__accepts_email_reminders=True,
+        patient__user__isnull=False,
+    ).select_related("patient__user")
+    rows: list[Reminder] = []
+    for booking in bookings:
+        day_before = booking.scheduled_on - dt.timedelta(days=settings.CLINIC_PATIENT_REMINDER_DAYS)
+        rows += _rows(
+            kind=ReminderKind.PATIENT_APPOINTMENT,
+            patient=booking.patient,
+            subject_id=booking.pk,
+            recipients=[booking.patient.user],
+            channels=(ReminderChannel.EMAIL,),
+            message=Message(title="Upcoming appointment"),
+            send_after=clinic_datetime(max(day_before, today), _send_time()),
+        )
+    return _insert(rows)
+
+
+# --- The dispatcher --------------------------------------------------------------------
+
+
+def dispatch_reminders(*, limit: int = 500) -> int:
+    """Deliver pending reminders whose time has come, one row per transaction."""
+    sent = 0
+    for _ in range(limit):
+        outcome = _dispatch_one()
+        if outcome is None:
+            break
+        sent += outcome
+    JobRun.objects.update_or_create(name=DISPATCH_JOB, defaults={"last_success_at": timezone.now()})
+    return sent
+
+
+@transaction.atomic
+def _dispatch_one() -> int | None:
+    """Claim and deliver one reminder. None when nothing is due; 1 if sent, 0 otherwise."""
+    reminder = (
+        Reminder.objects.select_for_update(skip_locked=True)
+        .filter(status=ReminderStatus.PENDING, send_after__lte=timezone.now())
+        .select_related("recipient", "patient")
+        .order_by("send_after")
+        .first()
+    )
+    if reminder is None:
+        return None
+    if not _still_relevant(reminder):
+        reminder.status = ReminderStatus.CANCELLED
+        reminder.save(update_fields=["status", "updated_at"])
+        return 0
+    try:
+        with transaction.atomic():  # a savepoint: a failed delivery leaves the row updatable
+            if reminder.channel == ReminderChannel.IN_APP:
+                _notification(reminder).save()
+            else:
+                _email(reminder)
+    except Exception as error:
+        reminder.attempts += 1
+        reminder.last_error = f"{type(error).__name__}: {error}"[:2000]
+        if reminder.attempts >= settings.CLINIC_REMINDER_MAX_ATTEMPTS:
+            reminder.status = ReminderStatus.FAILED
+            logger.error("Reminder %s failed %s times; giving up.", reminder.pk, reminder.attempts)
+        else:
+            reminder.send_after = timezone.now() + dt.timedelta(minutes=2 ** (reminder.attempts - 1))
+        reminder.save(update_fields=["attempts", "last_error", "status", "send_after", "updated_at"])
+        return 0
+    reminder.status, reminder.sent_at = ReminderStatus.SENT, timezone.now()
+    reminder.attempts += 1
+    reminder.save(update_fields=["status", "sent_at", "attempts", "updated_at"])
+    return 1
+
+
+def _still_relevant(reminder: Reminder) -> bool:
+    """A safety alert acknowledged, or an appointment moved or cancelled, is not reminded."""
+    if reminder.kind == ReminderKind.SAFETY_ALERT:
+        return PHQ9Assessment.objects.filter(pk=reminder.subject_id, safety_acknowledged_at__isnull=True).exists()
+    if reminder.kind == ReminderKind.PATIENT_APPOINTMENT:
+        return InfusionSession.objects.filter(pk=reminder.subject_id, status=SessionStatus.SCHEDULED).exists()
+    if reminder.kind == ReminderKind.BOOSTER_STAGE:
+        # A booster booked (or given) since the scan makes the reminder moot.
+        return not InfusionSession.objects.filter(
+            patient=reminder.patient_id,
+            kind=SessionKind.BOOSTER,
+            status__in=(SessionStatus.SCHEDULED, SessionStatus.COMPLETED),
+            created_at__gt=reminder.created_at,
+        ).exists()
+    return True
+
+
+def _email(reminder: Reminder) -> None:
+    subject, line = EMAIL_TEXT[ReminderKind(reminder.kind)]
+    where = "the patient portal" if reminder.kind == ReminderKind.PATIENT_APPOINTMENT else "the clinic's system"
+    send_mail(
+        subject=f"{settings.CLINIC_NAME}: {subject}",
+        message=f"{line}\n\nLog in to {where} to see it: {settings.CLINIC_BASE_URL}/\n",
+        from_email=None,
+        recipient_list=[reminder.recipient.email],
+    )
+
+
+# --- Health -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReminderHealth:
+    last_scan_at: dt.datetime | None
+    pending: int
+    failed: int
+    stale: bool
+
+
+def reminder_health() -> ReminderHealth:
+    run = JobRun.objects.filter(name=SCAN_JOB).first()
+    last = run.last_success_at if run else None
+    stale_after = dt.timedelta(minutes=settings.CLINIC_REMINDER_SCAN_STALE_MINUTES)
+    due = Reminder.objects.filter(status=ReminderStatus.PENDING)
+    return ReminderHealth(
+        last_scan_at=last,
+        pending=due.count(),
+        failed=Reminder.objects.filter(status=ReminderStatus.FAILED).count(),
+        stale=last is None or timezone.now() - last > stale_after,
+    )
