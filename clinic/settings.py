@@ -96,6 +96,10 @@ if DEBUG:
 else:
     DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Embedded development database shared by web, worker and beat: take the write lock
+    # when a transaction begins, so concurrent writers queue instead of racing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -210,7 +214,9 @@ LOGGING = {
 }
 
 # --- The clinic ---------------------------------------------------------------------
-CLINIC_NAME = env.str("CLINIC_NAME", default="Ketamine Clinic")
+# Shown on every page and in emails: patients' emails should not reveal the treatment,
+# so choose a name a patient would be comfortable receiving mail from.
+CLINIC_NAME = env.str("CLINIC_NAME", default="Lakeside Wellness")
 
 # --- Clinic rules (see ../shared/CLINICAL.md; each is a setting, never a literal) ---
 # Weekdays the clinic is closed, Monday=0 ... Sunday=6. Closed dates (holidays) are

@@ -364,7 +364,9 @@ def dispatch_reminders(*, limit: int = 500) -> int:
 def _dispatch_one() -> int | None:
     """Claim and deliver one reminder. None when nothing is due; 1 if sent, 0 otherwise."""
     reminder = (
-        Reminder.objects.select_for_update(skip_locked=True)
+        # Lock only the reminder row (not the joined patient and user rows), so another
+        # worker can deliver other reminders about the same patient meanwhile.
+        Reminder.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(status=ReminderStatus.PENDING, send_after__lte=timezone.now())
         .select_related("recipient", "patient")
         .order_by("send_after")
@@ -372,6 +374,12 @@ def _dispatch_one() -> int | None:
     )
     if reminder is None:
         return None
+    # Claim it: a conditional UPDATE that must change exactly this one row. On PostgreSQL
+    # the row is already ours (FOR UPDATE); on SQLite, which has no row locks, this is
+    # what keeps a second worker from delivering the same reminder.
+    claimed = Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.PENDING).update(updated_at=timezone.now())
+    if claimed != 1:
+        return 0
     if not _still_relevant(reminder):
         reminder.status = ReminderStatus.CANCELLED
         reminder.save(update_fields=["status", "updated_at"])

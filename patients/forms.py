@@ -27,6 +27,7 @@ class PatientForm(forms.ModelForm):
             "weight_kg",
             "weight_recorded_on",
             "email",
+            "accepts_email_reminders",
             "phone",
             "address",
             "emergency_contact_name",
