@@ -7,7 +7,12 @@ from patients import access
 
 def clinic(request) -> dict:
     user = request.user
-    context = {"CLINIC_NAME": settings.CLINIC_NAME, "CLINIC_TIME_ZONE": settings.TIME_ZONE}
+    context = {
+        "CLINIC_NAME": settings.CLINIC_NAME,
+        "CLINIC_TIME_ZONE": settings.TIME_ZONE,
+        "CLINIC_CRISIS_LINE": settings.CLINIC_CRISIS_LINE,
+        "CLINIC_EMERGENCY_NUMBER": settings.CLINIC_EMERGENCY_NUMBER,
+    }
     if not user.is_authenticated:
         return context
     is_staff_member = access.is_staff_member(user)

@@ -172,6 +172,11 @@ TIME_ZONE = env.str("CLINIC_TIME_ZONE", default="America/New_York")  # ... shown
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "clinic.staticfinders.PlotlyFinder",  # vendor/plotly.min.js from the pinned plotly package
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -246,6 +251,13 @@ CLINIC_REMINDER_SCAN_STALE_MINUTES = env.int("CLINIC_REMINDER_SCAN_STALE_MINUTES
 CLINIC_REMINDER_MAX_ATTEMPTS = env.int("CLINIC_REMINDER_MAX_ATTEMPTS", default=6)
 # The address staff and patients open from an email (no patient data in emails).
 CLINIC_BASE_URL = env.str("CLINIC_BASE_URL", default="http://127.0.0.1:8000")
+# Outcomes: a series' result is the latest PHQ-9 within this many days after its last infusion.
+CLINIC_AFTER_SERIES_DAYS = env.int("CLINIC_AFTER_SERIES_DAYS", default=14)
+# A patient may fill in the PHQ-9 in the portal at most once in this many days (1 = once a day).
+CLINIC_PORTAL_PHQ9_MIN_DAYS = env.int("CLINIC_PORTAL_PHQ9_MIN_DAYS", default=1)
+# Crisis resources shown at once to a patient who answers item 9 above 0 (US defaults).
+CLINIC_CRISIS_LINE = env.str("CLINIC_CRISIS_LINE", default="988")
+CLINIC_EMERGENCY_NUMBER = env.str("CLINIC_EMERGENCY_NUMBER", default="911")
 # Default symptom triggers of a new maintenance plan (PHQ-9 points).
 CLINIC_TRIGGER_PHQ9_THRESHOLD = env.int("CLINIC_TRIGGER_PHQ9_THRESHOLD", default=10)
 CLINIC_TRIGGER_PHQ9_RISE = env.int("CLINIC_TRIGGER_PHQ9_RISE", default=5)

@@ -15,3 +15,5 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("admin/", admin.site.urls),
 ]
+
+handler403 = "clinic.views.permission_denied"

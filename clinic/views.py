@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -67,3 +68,20 @@ def health(request):
         checks["reminders_failed"] = reminders.failed
     healthy = checks["database"] == "ok"
     return JsonResponse({"status": "ok" if healthy else "down", **checks}, status=200 if healthy else 503)
+
+
+access_log = logging.getLogger("clinic.access")
+
+
+def permission_denied(request, exception=None):
+    """Every refusal is logged (who, what path, from where: paths carry only opaque ids)."""
+    user = request.user
+    access_log.warning(
+        "access refused: user=%s roles=%s method=%s path=%s address=%s",
+        user.pk if user.is_authenticated else "anonymous",
+        ",".join(sorted(access.user_roles(user))) or "-",
+        request.method,
+        request.path,
+        request.META.get("REMOTE_ADDR", "-"),
+    )
+    return render(request, "403.html", status=403)

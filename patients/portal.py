@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import PermissionDenied
-from django.shortcuts import render
-from django.urls import reverse_lazy
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 
+from clinic.charts import csv_response
 from clinic.decorators import patient_required
-from patients.models import Patient
+from clinic.forms import add_service_errors
+from patients.forms import PHQ9Form
+from patients.models import Patient, PHQ9Source
+from patients.phq9 import ITEM_FIELDS, SEVERITY_BANDS
+from patients.services import phq9_record, portal_phq9_next_day
+from patients.views import response_curve_chart
 from sessions.models import SessionKind, SessionStatus
+
+
+def _own_patient(request) -> Patient:
+    try:
+        return request.user.patient
+    except Patient.DoesNotExist:
+        raise PermissionDenied("This account is not linked to a patient record.") from None
 
 
 @patient_required
 def home(request):
-    try:
-        patient = request.user.patient
-    except Patient.DoesNotExist:
-        raise PermissionDenied("This account is not linked to a patient record.") from None
+    patient = _own_patient(request)
+    chart = response_curve_chart(patient, csv_url=reverse("portal:download"), title="Your PHQ-9 scores over time")
     latest = patient.phq9_assessments.order_by("-taken_at").first()
     sessions = patient.infusion_sessions.exclude(status=SessionStatus.CANCELLED)
     today = timezone.localdate()
@@ -30,12 +43,72 @@ def home(request):
             "nav": "portal",
             "patient": patient,
             "latest": latest,
+            "chart": chart,
+            "next_phq9_day": portal_phq9_next_day(patient),
             "upcoming": sessions.filter(status=SessionStatus.SCHEDULED, scheduled_on__gte=today).order_by(
                 "scheduled_at"
             ),
             "past": sessions.filter(status=SessionStatus.COMPLETED).order_by("-scheduled_at"),
             "BOOSTER": SessionKind.BOOSTER,
         },
+    )
+
+
+@patient_required
+def download(request):
+    """The patient's own PHQ-9 scores as CSV."""
+    chart = response_curve_chart(_own_patient(request), csv_url="")
+    return csv_response("my-phq9-scores.csv", chart.headers, chart.rows)
+
+
+class PortalPHQ9Form(PHQ9Form):
+    """The same questionnaire, filled in now by the patient (no time to choose)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["taken_at"]
+        self.fields["difficulty"].label = (
+            "If you checked off any problems, how difficult have these problems made it for you to do your work, "
+            "take care of things at home, or get along with other people?"
+        )
+
+
+@patient_required
+def phq9(request):
+    patient = _own_patient(request)
+    next_day = portal_phq9_next_day(patient)
+    form = PortalPHQ9Form(request.POST or None)
+    if request.method == "POST" and next_day is None and form.is_valid():
+        try:
+            assessment = phq9_record(
+                patient=patient,
+                answers=form.answers(),
+                difficulty=form.cleaned_data["difficulty"],
+                source=PHQ9Source.PORTAL,
+                entered_by=request.user,
+            )
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            if assessment.has_safety_flag:
+                # Crisis resources at once; the clinicians have already been alerted.
+                return render(request, "portal/crisis.html", {"nav": "portal", "assessment": assessment})
+            messages.success(
+                request, f"Thank you. Your score today is {assessment.total} ({assessment.severity.label.lower()})."
+            )
+            return redirect("portal:home")
+    bands = [{"low": low, "high": high, "value": band.value, "label": band.label} for low, high, band in SEVERITY_BANDS]
+    return render(
+        request,
+        "portal/phq9.html",
+        {
+            "nav": "portal",
+            "form": form,
+            "next_day": next_day,
+            "bands": bands,
+            "item_names": json.dumps(ITEM_FIELDS),
+        },
+        status=400 if form.errors else 200,
     )
 
 

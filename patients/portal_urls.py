@@ -6,5 +6,7 @@ app_name = "portal"
 
 urlpatterns = [
     path("", portal.home, name="home"),
+    path("questionnaire/", portal.phq9, name="phq9"),
+    path("my-scores.csv", portal.download, name="download"),
     path("welcome/<uidb64>/<token>/", portal.WelcomeView.as_view(), name="welcome"),
 ]

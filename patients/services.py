@@ -49,6 +49,8 @@ def phq9_record(
         allowed = entered_by is not None and access.can_record_clinical(entered_by, patient)
     if not allowed:
         raise PermissionDenied("You cannot enter a PHQ-9 for this patient.")
+    if source == PHQ9Source.PORTAL:
+        portal_phq9_check(patient=patient)
     unknown = set(answers) - set(ITEM_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown PHQ-9 items: {', '.join(sorted(unknown))}.")
@@ -72,6 +74,25 @@ def phq9_record(
         reminders.raise_safety_alert(assessment)
     reminders.raise_symptom_trigger(assessment)
     return assessment
+
+
+def portal_phq9_next_day(patient: Patient) -> dt.date | None:
+    """The first day the patient may fill in the PHQ-9 in the portal again (None: now)."""
+    latest = patient.phq9_assessments.filter(source=PHQ9Source.PORTAL).order_by("-taken_at").first()
+    if latest is None:
+        return None
+    next_day = timezone.localdate(latest.taken_at) + dt.timedelta(days=settings.CLINIC_PORTAL_PHQ9_MIN_DAYS)
+    return next_day if next_day > timezone.localdate() else None
+
+
+def portal_phq9_check(*, patient: Patient) -> None:
+    """At most one portal PHQ-9 every CLINIC_PORTAL_PHQ9_MIN_DAYS (default: once a day)."""
+    next_day = portal_phq9_next_day(patient)
+    if next_day is not None:
+        raise ValidationError(
+            "You have already filled in the questionnaire recently. "
+            f"You can fill it in again from {next_day:%A} {next_day.day} {next_day:%B}."
+        )
 
 
 def phq9_acknowledge_safety(*, assessment: PHQ9Assessment, by, action: str) -> PHQ9Assessment:

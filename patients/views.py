@@ -13,17 +13,19 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from clinic.charts import Chart, csv_response
 from clinic.decorators import clinician_required, staff_required
 from clinic.forms import add_service_errors
 from maintenance.models import MaintenancePlan
 from maintenance.selectors import booster_status
 from patients import access
+from patients.charts import response_curve, response_curve_summary, response_curve_table
 from patients.forms import AcknowledgeForm, PatientFilter, PatientForm, PHQ9Form
 from patients.models import Patient, PHQ9Assessment
 from patients.phq9 import ITEM_FIELDS, SEVERITY_BANDS
 from patients.services import patient_invite_to_portal, patient_save, phq9_acknowledge_safety, phq9_record
 from sessions.models import InfusionSession, SessionStatus
-from sessions.selectors import patient_timeline, patient_treatment_summary
+from sessions.selectors import patient_timeline, patient_treatment_summary, response_curve_data
 from sessions.services import series_gap_report
 
 PAGE_SIZE = 25
@@ -87,9 +89,27 @@ def patient_edit(request, pk):
     return render(request, "patients/form.html", {"nav": "patients", "form": form, "patient": patient})
 
 
+def response_curve_chart(patient: Patient, *, csv_url: str, title: str = "Response curve") -> Chart:
+    """The patient's response curve with its text alternative (staff page and portal)."""
+    data = response_curve_data(patient)
+    headers, rows = response_curve_table(data)
+    return Chart(
+        id="response-curve",
+        title=title,
+        figure=response_curve(data),
+        summary=response_curve_summary(data),
+        headers=headers,
+        rows=rows,
+        csv_url=csv_url,
+    )
+
+
 @staff_required
 def patient_detail(request, pk):
     patient = _patient(request, pk)
+    chart = response_curve_chart(patient, csv_url="?download=response_curve")
+    if request.GET.get("download") == "response_curve":
+        return csv_response(f"phq9-{patient.mrn}.csv", chart.headers, chart.rows)
     summary = patient_treatment_summary(patient)
     upcoming = patient.infusion_sessions.filter(
         status=SessionStatus.SCHEDULED, scheduled_on__gte=timezone.localdate()
@@ -114,6 +134,7 @@ def patient_detail(request, pk):
             "series_gaps": series_gap_report(series) if series and series.is_in_progress else [],
             "can_start_series": not (series and series.is_in_progress),
             "show_clinical": access.can_view_clinical(request.user, patient),
+            "chart": chart,
         },
     )
 

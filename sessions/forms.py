@@ -16,16 +16,19 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from clinic.forms import DateInput, PlausibleDateField, TimeInput, add_service_errors
+from patients.models import Diagnosis
 from patients.services import parse_weight_kg
 from sessions.models import (
     DISSOCIATION_MAX,
     DissociationScale,
     InfusionSession,
     Protocol,
+    Route,
     SessionStatus,
     SideEffectKind,
     SideEffectSeverity,
 )
+from sessions.outcomes import OutcomeFilters
 from sessions.scheduling import clinic_datetime, default_appointment_time
 from sessions.vitals import VitalPhase
 
@@ -235,3 +238,36 @@ class AmendForm(DissociationFields):
             for field in self.AMENDED
             if field in self.fields and self.cleaned_data[field] != getattr(self.session, field)
         }
+
+
+# --- The clinic's outcomes ------------------------------------------------------------
+
+
+class OutcomesFilterForm(forms.Form):
+    """Which induction series the outcomes page counts (every field optional: empty = all)."""
+
+    protocol = forms.ModelChoiceField(queryset=Protocol.objects.all(), required=False, empty_label="All protocols")
+    route = forms.ChoiceField(choices=[("", "All routes"), *Route.choices], required=False)
+    diagnosis = forms.ChoiceField(
+        label="Primary diagnosis", choices=[("", "All diagnoses"), *Diagnosis.choices], required=False
+    )
+    started_from = PlausibleDateField(label="Series started from", required=False, widget=DateInput())
+    started_to = PlausibleDateField(label="Series started until", required=False, widget=DateInput())
+
+    def clean(self) -> dict:
+        data = super().clean()
+        started_from, started_to = data.get("started_from"), data.get("started_to")
+        if started_from and started_to and started_to < started_from:
+            self.add_error("started_to", "This date is before the first one; swap them or widen the range.")
+        return data
+
+    def filters(self) -> OutcomeFilters:
+        """The cleaned choices for ``sessions.outcomes`` (call after ``is_valid``)."""
+        data = self.cleaned_data
+        return OutcomeFilters(
+            protocol_id=data["protocol"].pk if data.get("protocol") else None,
+            route=data.get("route") or "",
+            diagnosis=data.get("diagnosis") or "",
+            started_from=data.get("started_from"),
+            started_to=data.get("started_to"),
+        )

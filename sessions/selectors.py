@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from django.utils import timezone
+
 from patients.models import Patient, PHQ9Assessment
 from patients.phq9 import Outcome, phq9_outcome
 from sessions.models import InductionSeries, SessionKind, SessionStatus
@@ -100,3 +102,61 @@ def patient_timeline(patient: Patient, *, clinical: bool) -> list[TimelineEntry]
         )
     entries.sort(key=lambda entry: entry.when, reverse=True)
     return entries
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    taken_at: dt.datetime
+    total: int
+    band: str
+    item_9: int
+    #: the infusion the questionnaire was filled in for (same clinic day), if any
+    infusion: str
+
+
+@dataclass(frozen=True)
+class CurveInfusion:
+    when: dt.datetime
+    label: str
+    is_booster: bool
+
+
+@dataclass(frozen=True)
+class ResponseCurveData:
+    points: list[CurvePoint]
+    infusions: list[CurveInfusion]
+    baseline: PHQ9Assessment | None
+
+
+def response_curve_data(patient: Patient) -> ResponseCurveData:
+    """A patient's PHQ-9s and infusions for the response curve (three queries)."""
+    given = list(
+        patient.infusion_sessions.filter(status=SessionStatus.COMPLETED)
+        .select_related("series")
+        .order_by("scheduled_at")
+    )
+    infusions: list[CurveInfusion] = []
+    by_day: dict[dt.date, str] = {}
+    numbers: dict = {}
+    for session in given:
+        if session.kind == SessionKind.BOOSTER:
+            label = "Booster infusion"
+        else:
+            numbers[session.series_id] = numbers.get(session.series_id, 0) + 1
+            label = f"Induction infusion {numbers[session.series_id]} of {session.series.planned_infusions}"
+        infusions.append(
+            CurveInfusion(session.started_at or session.scheduled_at, label, session.kind == SessionKind.BOOSTER)
+        )
+        by_day[session.scheduled_on] = label
+    points = [
+        CurvePoint(
+            taken_at=assessment.taken_at,
+            total=assessment.total,
+            band=assessment.severity.label,
+            item_9=assessment.item_9,
+            infusion=by_day.get(timezone.localdate(assessment.taken_at), ""),
+        )
+        for assessment in patient.phq9_assessments.order_by("taken_at")
+    ]
+    series = patient.series.order_by("-start_date").first()
+    return ResponseCurveData(points=points, infusions=infusions, baseline=series.baseline() if series else None)

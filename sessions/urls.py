@@ -9,6 +9,7 @@ app_name = "infusions"
 urlpatterns = [
     path("today/", views.today, name="today"),
     path("calendar/", views.week, name="week"),
+    path("outcomes/", views.outcomes, name="outcomes"),
     path("patients/<uuid:pk>/series/new/", views.series_new, name="series_new"),
     path("series/<uuid:pk>/makeup/", views.makeup, name="makeup"),
     path("series/<uuid:pk>/discontinue/", views.series_discontinue, name="series_discontinue"),

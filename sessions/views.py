@@ -762,3 +762,76 @@ def series_discontinue(request: HttpRequest, pk) -> HttpResponse:
     else:
         messages.success(request, "The series is stopped; its remaining infusions are cancelled.")
     return redirect(series.patient.get_absolute_url())
+
+
+@staff_required
+@require_http_methods(["GET"])
+def outcomes(request: HttpRequest) -> HttpResponse:
+    """The clinic's outcomes across induction series, filtered by a GET form: the mean PHQ-9
+    curve, response and remission after the series, time to the first booster.
+
+    Aggregates only (no patient is named). ``?download=response_curve`` or
+    ``?download=time_to_booster`` returns that chart's table as CSV, with the same filters.
+    """
+    # Imported here: this view is appended to a module another change is editing.
+    from django.http import Http404
+
+    from clinic.charts import Chart, csv_response
+    from sessions import charts
+    from sessions import outcomes as aggregate
+    from sessions.forms import OutcomesFilterForm
+
+    form = OutcomesFilterForm(request.GET)
+    context: dict[str, Any] = {"nav": "outcomes", "form": form, "filtered": any(form.data.get(f) for f in form.fields)}
+    if not form.is_valid():
+        return render(request, "sessions/outcomes.html", context, status=UNPROCESSABLE)
+    filters = form.filters()
+    download = request.GET.get("download")
+    stamp = f"{timezone.localdate():%Y-%m-%d}"
+    if download == "response_curve":
+        headers, rows = charts.response_curve_table(aggregate.response_curve(filters))
+        return csv_response(f"outcomes-response-curve-{stamp}.csv", headers, rows)
+    if download == "time_to_booster":
+        headers, rows = charts.time_to_booster_table(aggregate.days_to_first_booster(filters))
+        return csv_response(f"outcomes-time-to-booster-{stamp}.csv", headers, rows)
+    if download:
+        raise Http404("There is no such download.")
+
+    query = request.GET.copy()
+    query.pop("download", None)
+
+    def csv_url(name: str) -> str:
+        query["download"] = name
+        return f"{reverse('infusions:outcomes')}?{query.urlencode()}"
+
+    points = aggregate.response_curve(filters)
+    series = aggregate.series_outcomes(filters)
+    days = aggregate.days_to_first_booster(filters)
+    curve_headers, curve_rows = charts.response_curve_table(points)
+    booster_headers, booster_rows = charts.time_to_booster_table(days)
+    context.update(
+        {
+            "series": series,
+            "after_days": aggregate.after_series_days(),
+            "baseline_days": settings.CLINIC_BASELINE_WINDOW_DAYS,
+            "curve": Chart(
+                id="response-curve",
+                title="Mean PHQ-9 across the induction series",
+                figure=charts.clinic_response_curve(points),
+                summary=charts.response_curve_summary(points),
+                headers=curve_headers,
+                rows=curve_rows,
+                csv_url=csv_url("response_curve"),
+            ),
+            "booster": Chart(
+                id="time-to-booster",
+                title="Time from the end of induction to the first booster",
+                figure=charts.time_to_first_booster(days),
+                summary=charts.time_to_booster_summary(days, series.complete),
+                headers=booster_headers,
+                rows=booster_rows,
+                csv_url=csv_url("time_to_booster"),
+            ),
+        }
+    )
+    return render(request, "sessions/outcomes.html", context)

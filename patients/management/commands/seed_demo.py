@@ -138,7 +138,7 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = True
         user.save()
         if role is not None:
-            user.groups.add(Group.objects.get(name=role.value))
+            user.groups.add(Group.objects.get_or_create(name=role.value)[0])
         return user
 
     def _closed_days(self) -> None:
@@ -345,6 +345,14 @@ class Command(BaseCommand):
             total = round(course.baseline * (1 - share) + self.rng.uniform(-1.5, 1.5))
             self._phq9_at(session, max(0, min(27, total)))
             self._give(session, number_in_series=number)
+        series.refresh_from_db()
+        last = series.sessions.filter(status=SessionStatus.COMPLETED).order_by("-scheduled_at").first()
+        if series.is_complete and last is not None:
+            # The follow-up a week after the series: its outcome (response, remission).
+            follow_up = last.scheduled_on + dt.timedelta(days=7)
+            if follow_up < self.today:
+                after = round(course.baseline * (1 - course.improvement) + self.rng.uniform(-1, 1))
+                self._phq9(follow_up, max(0, min(27, after)))
         return series
 
     def _book_makeup(self, series, *, after: dt.date) -> InfusionSession:
