@@ -10,10 +10,9 @@ import datetime as dt
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db.models import Q
 
-from clinic.forms import DateInput, PlausibleDateField, TimeInput, add_service_errors
+from clinic.forms import DateInput, PlausibleDateField, TimeInput
 from maintenance.models import MAX_INTERVAL_DAYS, MIN_INTERVAL_DAYS, MaintenancePlan
 from maintenance.services import PLAN_FIELDS
 from sessions.models import Protocol
@@ -57,13 +56,8 @@ class BoosterForm(forms.Form):
         """The booking as an aware datetime in the clinic's time zone (after ``is_valid``)."""
         return clinic_datetime(self.cleaned_data["date"], self.cleaned_data["time"])
 
-    def add_service_errors(self, error: ValidationError) -> None:
-        """The services name the moment ``scheduled_at``; here it is the date that is wrong."""
-        if hasattr(error, "error_dict"):
-            error = ValidationError(
-                {("date" if field == "scheduled_at" else field): errors for field, errors in error.error_dict.items()}
-            )
-        add_service_errors(self, error)
+    #: The services name the moment ``scheduled_at``; here it is the date that is wrong.
+    SERVICE_ALIASES = {"scheduled_at": "date"}
 
 
 _INTERVAL_HELP = (

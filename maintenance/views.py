@@ -156,7 +156,7 @@ def booster_new(request, pk):
         try:
             booster = booster_schedule(patient=patient, scheduled_at=form.scheduled_at(), by=request.user)
         except ValidationError as error:
-            form.add_service_errors(error)
+            add_service_errors(form, error, form.SERVICE_ALIASES)
         else:
             when = timezone.localtime(booster.scheduled_at)
             messages.success(request, f"Booster booked for {patient.full_name} on {when:%A %d %B %Y at %H:%M}.")

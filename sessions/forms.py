@@ -2,20 +2,19 @@
 
 They only parse and label what is typed: every rule (spacing, closed days, dose, locks,
 thresholds) is checked by ``sessions.services``, whose errors are put back on the form
-with ``apply_service_errors``.
+with ``clinic.forms.add_service_errors``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from clinic.forms import DateInput, PlausibleDateField, TimeInput, add_service_errors
+from clinic.forms import DateInput, PlausibleDateField, TimeInput
 from patients.models import Diagnosis
 from patients.services import parse_weight_kg
 from sessions.models import (
@@ -33,14 +32,6 @@ from sessions.scheduling import clinic_datetime, default_appointment_time
 from sessions.vitals import VitalPhase
 
 NOW_HELP = "Leave empty for now."
-
-
-def apply_service_errors(form: forms.Form, error: ValidationError, aliases: Mapping[str, str] | None = None) -> None:
-    """``add_service_errors``, with a service's field names mapped to this form's
-    (the services say ``scheduled_at`` where the form asks for a date and a time)."""
-    if aliases and hasattr(error, "error_dict"):
-        error = ValidationError({aliases.get(field, field): messages for field, messages in error.message_dict.items()})
-    add_service_errors(form, error)
 
 
 def _one_line_ending(text: str) -> str:

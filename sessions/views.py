@@ -25,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from clinic.decorators import clinician_required, staff_required
-from clinic.forms import is_plausible_day
+from clinic.forms import add_service_errors, is_plausible_day
 from patients.models import Patient, PHQ9Assessment
 from patients.phq9 import severity_for_total
 from patients.services import parse_weight_kg
@@ -41,7 +41,6 @@ from sessions.forms import (
     SideEffectForm,
     StartForm,
     VitalsForm,
-    apply_service_errors,
     at_session_day,
 )
 from sessions.models import (
@@ -223,7 +222,7 @@ def series_new(request: HttpRequest, pk) -> HttpResponse:
                     # The form changed after the preview: show the dates it would book now.
                     messages.info(request, "The details changed since the preview; check these dates, then confirm.")
             except ValidationError as error:
-                apply_service_errors(form, error)
+                add_service_errors(form, error)
                 plan = None
         if not form.is_valid():
             status = UNPROCESSABLE
@@ -397,7 +396,7 @@ def start(request: HttpRequest, pk) -> HttpResponse:
                 started_at=at_session_day(session, form.cleaned_data["started_at"]),
             )
         except ValidationError as error:
-            apply_service_errors(form, error)
+            add_service_errors(form, error)
         else:
             dose = f"{started.dose_mg} mg"
             if started.is_weight_based:
@@ -428,7 +427,7 @@ def vitals(request: HttpRequest, pk) -> HttpResponse:
                 spo2=data["spo2"],
             )
         except ValidationError as error:
-            apply_service_errors(form, error)
+            add_service_errors(form, error)
         else:
             at = f"{timezone.localtime(reading.taken_at):%H:%M}"
             alerts = reading.alerts()
@@ -463,7 +462,7 @@ def side_effect(request: HttpRequest, pk) -> HttpResponse:
                     session=session, by=request.user, kind=data["kind"], severity=data["severity"], note=data["note"]
                 )
             except ValidationError as error:
-                apply_service_errors(form, error)
+                add_service_errors(form, error)
             else:
                 messages.success(request, f"Side effect recorded: {effect}.")
                 return _back_to_detail(session)
@@ -487,7 +486,7 @@ def complete(request: HttpRequest, pk) -> HttpResponse:
                 notes=data["notes"],
             )
         except ValidationError as error:
-            apply_service_errors(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, f"Infusion completed at {timezone.localtime(done.ended_at):%H:%M}.")
             return _back_to_detail(session)
@@ -507,7 +506,7 @@ def discharge(request: HttpRequest, pk) -> HttpResponse:
                 discharged_at=at_session_day(session, form.cleaned_data["discharged_at"]),
             )
         except ValidationError as error:
-            apply_service_errors(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, f"Patient discharged at {timezone.localtime(done.discharged_at):%H:%M}.")
             return _back_to_detail(session)
@@ -541,7 +540,7 @@ def amend(request: HttpRequest, pk) -> HttpResponse:
                 session=session, by=request.user, reason=form.cleaned_data["reason"], changes=form.changes()
             )
         except ValidationError as error:
-            apply_service_errors(form, error)
+            add_service_errors(form, error)
         else:
             messages.success(request, "Amendment recorded; the original values stay in the record.")
             return _back_to_detail(session)
@@ -569,7 +568,7 @@ def move(request: HttpRequest, pk) -> HttpResponse:
             try:
                 gaps = services.session_reschedule(session=session, scheduled_at=form.scheduled_at(), by=request.user)
             except ValidationError as error:
-                apply_service_errors(form, error, form.SERVICE_ALIASES)
+                add_service_errors(form, error, form.SERVICE_ALIASES)
             else:
                 session.refresh_from_db()
                 messages.success(request, f"{session.patient.full_name}'s infusion moved to {_when(session)}.")
@@ -610,7 +609,7 @@ def cancel(request: HttpRequest, pk) -> HttpResponse:
             try:
                 closed = close(session=session, by=request.user, reason=form.cleaned_data["reason"])
             except ValidationError as error:
-                apply_service_errors(form, error)
+                add_service_errors(form, error)
             else:
                 messages.success(
                     request,
@@ -669,7 +668,7 @@ def makeup(request: HttpRequest, pk) -> HttpResponse:
                     series=series, scheduled_at=form.scheduled_at(), by=request.user
                 )
             except ValidationError as error:
-                apply_service_errors(form, error, form.SERVICE_ALIASES)
+                add_service_errors(form, error, form.SERVICE_ALIASES)
             else:
                 messages.success(
                     request, f"Make-up infusion booked for {series.patient.full_name} on {_when(session)}."

@@ -51,6 +51,11 @@ def _check_services() -> list[str]:
 
 def pytest_sessionstart(session):
     problems = _check_services()
+    if not problems:
+        # The test broker database holds only what this run sends.
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
     if problems:
         pytest.exit(
             "Cannot run the tests:\n  - "

@@ -162,9 +162,18 @@ def test_celery_is_configured_for_reliable_delivery():
 
 
 @pytest.mark.slow
+@pytest.mark.django_db
 def test_a_real_worker_process_runs_a_task_sent_through_redis():
+    from django.db import connection
+
+    from clinic.celery import app
+
+    # Start from an empty queue: other tests' on-commit nudges may be waiting in it.
+    app.control.purge()
     cache.delete(HEARTBEAT_KEY)
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="clinic.test_settings")
+    db = connection.settings_dict
+    database_url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="clinic.test_settings", DATABASE_URL=database_url)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool=solo", "--loglevel=INFO"],
         cwd=ROOT,
