@@ -241,7 +241,11 @@ class Reminder(PublicModel):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="reminders")
     subject_id = models.UUIDField(help_text="The record the reminder is about.")
     stage = models.CharField(max_length=16, choices=BoosterStage.choices, blank=True)
-    repeat = models.PositiveSmallIntegerField(default=0, help_text="0 the first time; then each repeat.")
+    repeat = models.PositiveIntegerField(
+        default=0,
+        help_text="0 the first time, then each repeat; for a patient's appointment, the appointment's day "
+        "(date ordinal), so a moved appointment is reminded again.",
+    )
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reminders")
     channel = models.CharField(max_length=8, choices=ReminderChannel.choices)
     title = models.CharField(max_length=200, help_text="In-app only: emails carry no clinical detail.")

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -44,7 +45,7 @@ from maintenance.models import (
 )
 from maintenance.notify import active_users_with_role, clinicians_for
 from patients import access
-from patients.models import Patient, PHQ9Assessment
+from patients.models import Patient, PatientStatus, PHQ9Assessment
 from sessions.models import InfusionSession, SessionKind, SessionStatus
 from sessions.scheduling import clinic_datetime
 
@@ -337,6 +338,8 @@ def _scan_patient_appointments(today: dt.date) -> int:
             kind=ReminderKind.PATIENT_APPOINTMENT,
             patient=booking.patient,
             subject_id=booking.pk,
+            # Keyed by the appointment's day too: a moved appointment is reminded again.
+            repeat=booking.scheduled_on.toordinal(),
             recipients=[booking.patient.user],
             channels=(ReminderChannel.EMAIL,),
             message=Message(title="Upcoming appointment"),
@@ -384,13 +387,19 @@ def _dispatch_one() -> int | None:
         reminder.status = ReminderStatus.CANCELLED
         reminder.save(update_fields=["status", "updated_at"])
         return 0
+    if _booked_since(reminder):
+        reminder.send_after = timezone.now() + dt.timedelta(days=1)
+        reminder.save(update_fields=["send_after", "updated_at"])
+        return 0
     try:
         with transaction.atomic():  # a savepoint: a failed delivery leaves the row updatable
             if reminder.channel == ReminderChannel.IN_APP:
                 _notification(reminder).save()
             else:
                 _email(reminder)
-    except Exception as error:
+    except SoftTimeLimitExceeded:
+        raise  # the task is out of time: stop here; the row stays pending for the next run
+    except Exception as error:  # a failed delivery is retried, never lost
         reminder.attempts += 1
         reminder.last_error = f"{type(error).__name__}: {error}"[:2000]
         if reminder.attempts >= settings.CLINIC_REMINDER_MAX_ATTEMPTS:
@@ -406,31 +415,61 @@ def _dispatch_one() -> int | None:
     return 1
 
 
+def _recipient_still_right(reminder: Reminder) -> bool:
+    """People change between the scan and the send: only current, active recipients."""
+    user = reminder.recipient
+    if not user.is_active:
+        return False
+    if reminder.kind == ReminderKind.PATIENT_APPOINTMENT:
+        patient = reminder.patient
+        return patient.user_id == user.pk and patient.accepts_email_reminders and patient.status == PatientStatus.ACTIVE
+    if reminder.kind == ReminderKind.SAFETY_ALERT:
+        return access.is_clinician(user)
+    return access.is_staff_member(user)
+
+
 def _still_relevant(reminder: Reminder) -> bool:
     """A safety alert acknowledged, or an appointment moved or cancelled, is not reminded."""
+    if not _recipient_still_right(reminder):
+        return False
     if reminder.kind == ReminderKind.SAFETY_ALERT:
         return PHQ9Assessment.objects.filter(pk=reminder.subject_id, safety_acknowledged_at__isnull=True).exists()
     if reminder.kind == ReminderKind.PATIENT_APPOINTMENT:
         return InfusionSession.objects.filter(pk=reminder.subject_id, status=SessionStatus.SCHEDULED).exists()
     if reminder.kind == ReminderKind.BOOSTER_STAGE:
-        # A booster booked (or given) since the scan makes the reminder moot.
+        # A booster given since the scan starts a new cycle: this one is moot.
         return not InfusionSession.objects.filter(
             patient=reminder.patient_id,
             kind=SessionKind.BOOSTER,
-            status__in=(SessionStatus.SCHEDULED, SessionStatus.COMPLETED),
+            status=SessionStatus.COMPLETED,
             created_at__gt=reminder.created_at,
         ).exists()
     return True
 
 
+def _booked_since(reminder: Reminder) -> bool:
+    """A booster booked since the scan: hold the stage reminder (the booking may be cancelled)."""
+    return (
+        reminder.kind == ReminderKind.BOOSTER_STAGE
+        and InfusionSession.objects.filter(
+            patient=reminder.patient_id,
+            kind=SessionKind.BOOSTER,
+            status=SessionStatus.SCHEDULED,
+            created_at__gt=reminder.created_at,
+        ).exists()
+    )
+
+
 def _email(reminder: Reminder) -> None:
     subject, line = EMAIL_TEXT[ReminderKind(reminder.kind)]
     where = "the patient portal" if reminder.kind == ReminderKind.PATIENT_APPOINTMENT else "the clinic's system"
+    # A patient's email goes to the address on their record today.
+    address = reminder.patient.email if reminder.kind == ReminderKind.PATIENT_APPOINTMENT else ""
     send_mail(
         subject=f"{settings.CLINIC_NAME}: {subject}",
         message=f"{line}\n\nLog in to {where} to see it: {settings.CLINIC_BASE_URL}/\n",
         from_email=None,
-        recipient_list=[reminder.recipient.email],
+        recipient_list=[address or reminder.recipient.email],
     )
 
 

@@ -139,10 +139,17 @@ def response_curve_summary(data: ResponseCurveData) -> str:
     return text
 
 
-def response_curve_table(data: ResponseCurveData) -> tuple[list[str], list[list]]:
-    headers = ["Date", "PHQ-9 total", "Band", "Item 9", "Infusion that day"]
+def response_curve_table(data: ResponseCurveData, *, clinical: bool = True) -> tuple[list[str], list[list]]:
+    """The table behind the curve; the item-9 column only for clinical readers."""
+    headers = ["Date", "PHQ-9 total", "Band", *(["Item 9"] if clinical else []), "Infusion that day"]
     rows = [
-        [f"{timezone.localtime(p.taken_at):%Y-%m-%d %H:%M}", p.total, p.band, p.item_9, p.infusion]
+        [
+            f"{timezone.localtime(p.taken_at):%Y-%m-%d %H:%M}",
+            p.total,
+            p.band,
+            *([p.item_9] if clinical else []),
+            p.infusion,
+        ]
         for p in reversed(data.points)
     ]
     return headers, rows

@@ -32,7 +32,9 @@ def _own_patient(request) -> Patient:
 @patient_required
 def home(request):
     patient = _own_patient(request)
-    chart = response_curve_chart(patient, csv_url=reverse("portal:download"), title="Your PHQ-9 scores over time")
+    chart = response_curve_chart(
+        patient, csv_url=reverse("portal:download"), clinical=True, title="Your PHQ-9 scores over time"
+    )
     latest = patient.phq9_assessments.order_by("-taken_at").first()
     sessions = patient.infusion_sessions.exclude(status=SessionStatus.CANCELLED)
     today = timezone.localdate()
@@ -57,7 +59,7 @@ def home(request):
 @patient_required
 def download(request):
     """The patient's own PHQ-9 scores as CSV."""
-    chart = response_curve_chart(_own_patient(request), csv_url="")
+    chart = response_curve_chart(_own_patient(request), csv_url="", clinical=True)
     return csv_response("my-phq9-scores.csv", chart.headers, chart.rows)
 
 
@@ -78,7 +80,8 @@ def phq9(request):
     patient = _own_patient(request)
     next_day = portal_phq9_next_day(patient)
     form = PortalPHQ9Form(request.POST or None)
-    if request.method == "POST" and next_day is None and form.is_valid():
+    # A POST is always read: past the daily limit the service still records an item-9 answer.
+    if request.method == "POST" and form.is_valid():
         try:
             assessment = phq9_record(
                 patient=patient,
@@ -91,8 +94,9 @@ def phq9(request):
             add_service_errors(form, error)
         else:
             if assessment.has_safety_flag:
-                # Crisis resources at once; the clinicians have already been alerted.
-                return render(request, "portal/crisis.html", {"nav": "portal", "assessment": assessment})
+                # Crisis resources at once (a page of its own, so reloading it is safe); the
+                # clinicians have already been alerted.
+                return redirect(reverse("portal:crisis") + "?sent=1")
             messages.success(
                 request, f"Thank you. Your score today is {assessment.total} ({assessment.severity.label.lower()})."
             )
@@ -110,6 +114,11 @@ def phq9(request):
         },
         status=400 if form.errors else 200,
     )
+
+
+@patient_required
+def crisis(request):
+    return render(request, "portal/crisis.html", {"nav": "portal", "sent": request.GET.get("sent") == "1"})
 
 
 class WelcomeView(auth_views.PasswordResetConfirmView):

@@ -20,7 +20,7 @@ from django.utils.http import urlsafe_base64_encode
 from clinic.db import validate_and_save
 from patients import access
 from patients.models import MAX_WEIGHT_KG, MIN_WEIGHT_KG, Patient, PHQ9Assessment, PHQ9Source
-from patients.phq9 import ITEM_FIELDS
+from patients.phq9 import ITEM_FIELDS, SAFETY_ITEM
 
 
 @transaction.atomic
@@ -50,7 +50,11 @@ def phq9_record(
     if not allowed:
         raise PermissionDenied("You cannot enter a PHQ-9 for this patient.")
     if source == PHQ9Source.PORTAL:
-        portal_phq9_check(patient=patient)
+        # One portal PHQ-9 at a time per patient (the row lock), at most once a day, except
+        # that an item-9 answer above 0 is always recorded: a safety event is never dropped.
+        Patient.objects.select_for_update().filter(pk=patient.pk).first()
+        if not (isinstance(answers.get(SAFETY_ITEM), int) and answers[SAFETY_ITEM] > 0):
+            portal_phq9_check(patient=patient)
     unknown = set(answers) - set(ITEM_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown PHQ-9 items: {', '.join(sorted(unknown))}.")

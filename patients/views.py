@@ -89,10 +89,14 @@ def patient_edit(request, pk):
     return render(request, "patients/form.html", {"nav": "patients", "form": form, "patient": patient})
 
 
-def response_curve_chart(patient: Patient, *, csv_url: str, title: str = "Response curve") -> Chart:
-    """The patient's response curve with its text alternative (staff page and portal)."""
-    data = response_curve_data(patient)
-    headers, rows = response_curve_table(data)
+def response_curve_chart(patient: Patient, *, csv_url: str, clinical: bool, title: str = "Response curve") -> Chart:
+    """The patient's response curve with its text alternative (staff page and portal).
+
+    ``clinical``: whether the reader may see item-9 answers (clinicians, and the patient
+    who gave them; not schedulers).
+    """
+    data = response_curve_data(patient, clinical=clinical)
+    headers, rows = response_curve_table(data, clinical=clinical)
     return Chart(
         id="response-curve",
         title=title,
@@ -107,7 +111,9 @@ def response_curve_chart(patient: Patient, *, csv_url: str, title: str = "Respon
 @staff_required
 def patient_detail(request, pk):
     patient = _patient(request, pk)
-    chart = response_curve_chart(patient, csv_url="?download=response_curve")
+    chart = response_curve_chart(
+        patient, csv_url="?download=response_curve", clinical=access.can_view_clinical(request.user, patient)
+    )
     if request.GET.get("download") == "response_curve":
         return csv_response(f"phq9-{patient.mrn}.csv", chart.headers, chart.rows)
     summary = patient_treatment_summary(patient)

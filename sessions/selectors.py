@@ -128,8 +128,11 @@ class ResponseCurveData:
     baseline: PHQ9Assessment | None
 
 
-def response_curve_data(patient: Patient) -> ResponseCurveData:
-    """A patient's PHQ-9s and infusions for the response curve (three queries)."""
+def response_curve_data(patient: Patient, *, clinical: bool = True) -> ResponseCurveData:
+    """A patient's PHQ-9s and infusions for the response curve (three queries).
+
+    Without ``clinical`` (schedulers) item-9 answers are left out, as on the timeline.
+    """
     given = list(
         patient.infusion_sessions.filter(status=SessionStatus.COMPLETED)
         .select_related("series")
@@ -153,7 +156,7 @@ def response_curve_data(patient: Patient) -> ResponseCurveData:
             taken_at=assessment.taken_at,
             total=assessment.total,
             band=assessment.severity.label,
-            item_9=assessment.item_9,
+            item_9=assessment.item_9 if clinical else 0,
             infusion=by_day.get(timezone.localdate(assessment.taken_at), ""),
         )
         for assessment in patient.phq9_assessments.order_by("taken_at")

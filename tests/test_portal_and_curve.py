@@ -121,7 +121,7 @@ def test_staff_download_a_patients_scores(client, scheduler, patient, other_pati
     response = client.get(patient.get_absolute_url(), {"download": "response_curve"})
     assert response["Content-Type"].startswith("text/csv")
     lines = response.content.decode().strip().splitlines()
-    assert lines[0] == "Date,PHQ-9 total,Band,Item 9,Infusion that day"
+    assert lines[0] == "Date,PHQ-9 total,Band,Infusion that day"  # a scheduler: no item 9
     assert len(lines) == 2
     assert ",8,Mild," in lines[1]
 
@@ -196,7 +196,7 @@ def test_an_incomplete_portal_questionnaire_is_refused_and_keeps_the_answers(cli
 @pytest.mark.django_db
 def test_item_9_in_the_portal_shows_crisis_resources_and_alerts_the_clinicians(client, patient, clinician):
     client.force_login(patient.user)
-    response = client.post(reverse("portal:phq9"), portal_answers(item_9="2"))
+    response = client.post(reverse("portal:phq9"), portal_answers(item_9="2"), follow=True)
     assert response.status_code == 200
     assert "Call or text 988" in response.text
     assert "call 911" in response.text
@@ -252,3 +252,40 @@ def test_a_patient_reaching_for_another_patients_data_is_refused_and_logged(
     assert f"user={patient.user.pk}" in record.getMessage()
     assert str(other_patient.pk) in record.getMessage()  # the opaque id of what was asked for
     assert other_patient.last_name not in record.getMessage()
+
+
+# --- Found in review ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_item_9_is_recorded_and_alerted_even_past_the_daily_limit(client, patient, clinician):
+    client.force_login(patient.user)
+    client.post(reverse("portal:phq9"), portal_answers())
+    response = client.post(reverse("portal:phq9"), portal_answers(item_9="3"))
+    assert response.url == reverse("portal:crisis") + "?sent=1"
+    assert PHQ9Assessment.objects.filter(item_9=3).exists()
+    assert Notification.objects.filter(kind=NotificationKind.SAFETY_ALERT, recipient=clinician).exists()
+    page = client.get(response.url).text
+    assert "Thank you for telling us" in page
+    assert "Call or text 988" in page
+
+
+@pytest.mark.django_db
+def test_the_already_filled_in_page_still_shows_where_to_get_help(client, patient):
+    client.force_login(patient.user)
+    client.post(reverse("portal:phq9"), portal_answers())
+    page = client.get(reverse("portal:phq9")).text
+    assert "call or text 988" in page
+    assert "Help is available now" in client.get(reverse("portal:crisis")).text
+
+
+@pytest.mark.django_db
+def test_a_scheduler_sees_no_item_9_answers_in_the_curve_or_its_csv(client, scheduler, patient):
+    PHQ9Factory(patient=patient, level=2, item_9=2, taken_at=timezone.now() - dt.timedelta(days=3))
+    PHQ9Factory(patient=patient, level=1)
+    client.force_login(scheduler)
+    page = client.get(patient.get_absolute_url()).text
+    assert "Item 9 above 0" not in page
+    assert "Item 9 was answered" not in page
+    csv = client.get(patient.get_absolute_url(), {"download": "response_curve"}).content.decode()
+    assert csv.splitlines()[0] == "Date,PHQ-9 total,Band,Infusion that day"

@@ -334,10 +334,54 @@ def test_patients_who_agreed_get_a_minimal_email_before_a_booster(on_maintenance
     assert not Reminder.objects.filter(kind=ReminderKind.PATIENT_APPOINTMENT).exists()
     scan_on(clock, at(day(24), 9))  # two days before
     dispatch_reminders()
-    sent = [m for m in mail.outbox if m.to == [on_maintenance.user.email]]
+    sent = [m for m in mail.outbox if m.to == [on_maintenance.email]]  # the address on the record today
     assert len(sent) == (1 if agreed else 0)
     if agreed:
         assert "You have an upcoming appointment" in sent[0].body
         assert "log in" in sent[0].body.lower()
         for word in ("booster", "ketamine", "infusion", "phq"):
             assert word not in f"{sent[0].subject} {sent[0].body}".lower()
+
+
+# --- Found in review ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_recipient_who_left_before_the_send_gets_nothing(on_maintenance, clock, schedulers):
+    scan_on(clock, at(day(21), 6))
+    leaver = schedulers[1]
+    leaver.is_active = False
+    leaver.save()
+    clock.move_to(at(day(21), 8, 30))
+    dispatch_reminders()
+    assert not Notification.objects.filter(recipient=leaver).exists()
+    assert leaver.email not in [m.to[0] for m in mail.outbox]
+    assert set(booster_rows(recipient=leaver).values_list("status", flat=True)) == {ReminderStatus.CANCELLED}
+
+
+@pytest.mark.django_db
+def test_a_cancelled_booking_lets_the_held_reminder_go_out(on_maintenance, clock, scheduler):
+    scan_on(clock, at(day(28), 6))
+    clock.move_to(at(day(28), 7))
+    booking = booster_schedule(patient=on_maintenance, scheduled_at=at(day(29)), by=scheduler)
+    clock.move_to(at(day(28), 8, 30))
+    assert dispatch_reminders() == 0  # held while a booster is booked
+    from sessions.services import session_cancel
+
+    session_cancel(session=booking, by=scheduler, reason="Unwell")
+    clock.move_to(at(day(29), 8, 31))
+    assert dispatch_reminders() == 6  # the due reminder goes out after all
+
+
+@pytest.mark.django_db
+def test_a_moved_appointment_is_reminded_again(on_maintenance, clock, scheduler):
+    on_maintenance.accepts_email_reminders = True
+    on_maintenance.save()
+    clock.move_to(at(day(20), 9))
+    booking = booster_schedule(patient=on_maintenance, scheduled_at=at(day(26)), by=scheduler)
+    scan_on(clock, at(day(24), 9))
+    from sessions.services import session_reschedule
+
+    session_reschedule(session=booking, scheduled_at=at(day(32)), by=scheduler)
+    scan_on(clock, at(day(30), 9))
+    assert Reminder.objects.filter(kind=ReminderKind.PATIENT_APPOINTMENT).count() == 2

@@ -19,7 +19,7 @@ import pytest
 import redis
 import time_machine
 from django.conf import settings as django_settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.db import connection, connections
 from django.urls import reverse
 from django.utils import timezone
@@ -93,9 +93,13 @@ def start_worker(transactional_db, tmp_path):
 
 
 def staff(count: int, prefix: str) -> list[User]:
-    return User.objects.bulk_create(
+    """Clinicians (safety alerts go only to people who are clinicians when they are sent)."""
+    users = User.objects.bulk_create(
         User(username=f"{prefix}{i}", email=f"{prefix}{i}@clinic.test") for i in range(count)
     )
+    clinicians = Group.objects.get_or_create(name="clinician")[0]
+    clinicians.user_set.add(*users)
+    return users
 
 
 def pending_safety_alerts(recipients: list[User]) -> PHQ9Assessment:
