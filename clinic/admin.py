@@ -16,3 +16,19 @@ class ClinicAdminSite(admin.AdminSite):
 
     def has_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_superuser
+
+
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens can be looked at and revoked (a lost phone), never minted here: a token
+    made in the admin would let a superuser act as someone else."""
+
+    list_display = ("token_key", "user", "created", "expiry")
+    search_fields = ("user__username",)
+    readonly_fields = ("token_key", "user", "created", "expiry")
+    fields = readonly_fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

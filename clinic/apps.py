@@ -7,7 +7,16 @@ class ClinicConfig(AppConfig):
     verbose_name = "Clinic"
 
     def ready(self) -> None:
+        from django.contrib import admin
+        from knox.models import AuthToken
+
         from clinic import checks  # noqa: F401  (registers the system checks)
+        from clinic.admin import ApiTokenAdmin
+
+        # knox's own admin mints tokens for any user; ours only shows and revokes them.
+        if admin.site.is_registered(AuthToken):
+            admin.site.unregister(AuthToken)
+        admin.site.register(AuthToken, ApiTokenAdmin)
 
 
 class ClinicAdminConfig(AdminConfig):

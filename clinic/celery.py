@@ -17,4 +17,5 @@ app.conf.beat_schedule = {
     # Reminders: find what is due, then deliver it (maintenance/reminders.py).
     "reminder-scan": {"task": "maintenance.tasks.scan", "schedule": 60.0},
     "reminder-dispatch": {"task": "maintenance.tasks.dispatch", "schedule": 60.0},
+    "purge-expired-api-tokens": {"task": "clinic.tasks.purge_expired_api_tokens", "schedule": 3600.0},
 }

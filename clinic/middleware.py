@@ -13,6 +13,7 @@ class NoStoreForSignedInMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
+        # API calls authenticate by token inside DRF, after this middleware's view of the user.
+        if (user is not None and user.is_authenticated) or request.path.startswith("/api/"):
             add_never_cache_headers(response)  # Cache-Control: max-age=0, no-cache, no-store, must-revalidate, private
         return response

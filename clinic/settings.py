@@ -9,6 +9,7 @@ broker) so that ``make run`` needs no services; production requires both.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -52,7 +53,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "knox",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "clinic.apps.ClinicConfig",
     "patients.apps.PatientsConfig",
     "sessions.apps.InfusionsConfig",  # label "infusions": django.contrib.sessions owns "sessions"
@@ -206,9 +210,64 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="clinic@localhost")
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
 
 # --- Django REST Framework ------------------------------------------------------
+# The API (/api/v1/) runs on the same services and access rules as the pages: see clinic/api.py.
 REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",  # first, so that an anonymous call gets 401 with WWW-Authenticate
+        "rest_framework.authentication.SessionAuthentication",  # the browser's login, with CSRF
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "clinic.pagination.PageNumberPagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "clinic.api.handle_exception",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    # Throttles count by client address: the REMOTE_ADDR, unless the server sits behind
+    # this many proxies of its own (then the address they add to X-Forwarded-For). A
+    # client's own X-Forwarded-For is never trusted.
+    "NUM_PROXIES": env.int("CLINIC_NUM_PROXIES", default=0),
+    "DEFAULT_THROTTLE_RATES": {
+        # Password guessing through the token endpoint, per client address.
+        "token": env.str("CLINIC_API_TOKEN_RATE", default="10/minute"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# API tokens (django-rest-knox): stored hashed, expire after this many hours.
+CLINIC_API_TOKEN_HOURS = env.int("CLINIC_API_TOKEN_HOURS", default=10)
+REST_KNOX = {"TOKEN_TTL": dt.timedelta(hours=CLINIC_API_TOKEN_HOURS), "AUTO_REFRESH": False}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ketamine clinic API",
+    "DESCRIPTION": (
+        "Patients, induction series, infusions, PHQ-9s, boosters and maintenance plans. "
+        "Log in with POST /api/v1/auth/token/ and send 'Authorization: Token <token>'. "
+        "Times are ISO 8601 with their UTC offset; clinic days are dates in the clinic's time zone."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "InfusionKindEnum": "sessions.models.SessionKind",
+        "InfusionStatusEnum": "sessions.models.SessionStatus",
+        "SideEffectKindEnum": "sessions.models.SideEffectKind",
+        "SideEffectSeverityEnum": "sessions.models.SideEffectSeverity",
+        "PatientStatusEnum": "patients.models.PatientStatus",
+        "PHQ9SeverityEnum": "patients.phq9.Severity",
+        "NotificationKindEnum": "maintenance.models.NotificationKind",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "clinic.api.document_errors",
+    ],
+    # Swagger UI and Redoc from the sidecar package's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Logging --------------------------------------------------------------------

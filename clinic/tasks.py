@@ -13,3 +13,12 @@ def heartbeat() -> str:
     now = timezone.now().isoformat()
     cache.set(HEARTBEAT_KEY, now, timeout=None)
     return now
+
+
+@shared_task
+def purge_expired_api_tokens() -> int:
+    """Delete API tokens past their expiry (they no longer work; this only tidies up)."""
+    from knox.models import AuthToken
+
+    deleted, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
+    return deleted

@@ -12,8 +12,11 @@ urlpatterns = [
     path("portal/", include("patients.portal_urls")),
     path("infusions/", include("sessions.urls")),
     path("maintenance/", include("maintenance.urls")),
+    path("api/", include("clinic.api_urls")),
     path("health/", views.health, name="health"),
     path("admin/", admin.site.urls),
 ]
 
 handler403 = "clinic.views.permission_denied"
+handler404 = "clinic.views.page_not_found"
+handler500 = "clinic.views.server_error"

@@ -12,6 +12,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -84,4 +85,23 @@ def permission_denied(request, exception=None):
         request.path,
         request.META.get("REMOTE_ADDR", "-"),
     )
+    if _is_api(request):
+        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
     return render(request, "403.html", status=403)
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def page_not_found(request, exception=None):
+    """An API client gets JSON, as from every other API answer; a browser the page."""
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):
+        return JsonResponse({"detail": "Server error: the clinic's staff have been told."}, status=500)
+    return defaults.server_error(request)

@@ -503,7 +503,9 @@ AMENDABLE_FIELDS = (
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
+    if isinstance(value, dt.datetime):
+        return timezone.localtime(value).isoformat()  # with the clinic's offset, as shown everywhere
+    if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)

@@ -13,6 +13,9 @@ from maintenance.models import MaintenancePlan
 from patients.models import Diagnosis, Patient, PatientStatus, PHQ9Assessment
 from sessions.models import DoseUnit, Drug, Protocol, Route
 
+#: Every factory user's password.
+PASSWORD = "correct horse battery staple"
+
 
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
@@ -22,7 +25,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@clinic.test")
-    password = factory.django.Password("correct horse battery staple")
+    password = factory.django.Password(PASSWORD)
 
     @factory.post_generation
     def role(self, create, extracted, **kwargs):

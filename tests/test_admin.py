@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
+from knox.models import AuthToken
 
 from clinic.admin import ClinicAdminSite
 from maintenance.models import BoosterStage, JobRun, NotificationKind, Reminder, ReminderChannel, ReminderKind
@@ -120,6 +121,7 @@ def every_record(given_session, clinician, scheduler, patient, protocol):
         send_after=timezone.now(),
     )
     ClosedDay.objects.create(date=dt.date(2026, 12, 25), reason="Christmas")
+    AuthToken.objects.create(user=scheduler)
     JobRun.objects.create(name="reminder-scan", last_success_at=timezone.now())
     notify(
         recipients=[scheduler],
