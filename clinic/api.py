@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
@@ -109,6 +110,19 @@ def call_service(function: Callable[..., Any], *, aliases: Mapping[str, str] | N
 # --- Fields -----------------------------------------------------------------
 
 
+class InputSerializer(serializers.Serializer):
+    """The body of an action: a key it does not take is refused, not silently dropped
+    (a misspelt "note" must not lose the note; a "signed_at" must not seem to backdate)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                message = "Unknown field: the request does not take it."
+                raise exceptions.ValidationError({key: [message] for key in unknown})
+        return super().to_internal_value(data)
+
+
 class OffsetDateTimeField(serializers.DateTimeField):
     """A date-time in ISO 8601 with its UTC offset; a time without one is refused
     rather than guessed (a booking must not move by an hour around a DST change)."""
@@ -146,6 +160,15 @@ def _has_offset(value: str) -> bool:
 
 class _UTCIsoDateTimeField(IsoDateTimeField):
     def to_python(self, value):
+        if isinstance(value, str) and value.strip():
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                raise DjangoValidationError(
+                    "Give the time with its UTC offset, for example 2026-11-23T09:00:00-05:00.", code="invalid"
+                )
         moment = super().to_python(value)
         if moment is None:
             return None

@@ -1,7 +1,10 @@
-"""The REST API: /api/v1/ (resources), /api/schema/ (OpenAPI) and /api/docs/ (Swagger UI)."""
+"""The REST API: /api/v1/ (resources), /api/schema/ (OpenAPI) and /api/docs/ (Swagger UI).
+
+No Redoc page: its template loads fonts from Google; Swagger UI is served whole from the sidecar.
+"""
 
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from clinic import api
@@ -29,5 +32,4 @@ urlpatterns = [
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
 ]

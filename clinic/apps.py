@@ -10,7 +10,7 @@ class ClinicConfig(AppConfig):
         from django.contrib import admin
         from knox.models import AuthToken
 
-        from clinic import checks  # noqa: F401  (registers the system checks)
+        from clinic import checks, signals  # noqa: F401  (registers the system checks and receivers)
         from clinic.admin import ApiTokenAdmin
 
         # knox's own admin mints tokens for any user; ours only shows and revokes them.

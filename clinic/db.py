@@ -30,6 +30,17 @@ def constraint_violation(model: type[models.Model], error: IntegrityError) -> Va
     for constraint in model._meta.constraints:
         if constraint.name == name or (name is None and re.search(rf"\b{re.escape(constraint.name)}\b", str(error))):
             return ValidationError(constraint.get_violation_error_message(), code="constraint")
+    # A unique field (a one-to-one, say) lost a race: PostgreSQL names its column in the
+    # detail ("Key (patient_id)=(...) already exists."); the value is not repeated.
+    detail = getattr(getattr(cause, "diag", None), "message_detail", None) or ""
+    match = re.match(r"Key \((\w+)\)=", detail)
+    if match:
+        for field in model._meta.concrete_fields:
+            if field.unique and field.column == match.group(1):
+                return ValidationError(
+                    {field.name: f"A {model._meta.verbose_name} with this {field.verbose_name} already exists."},
+                    code="unique",
+                )
     return None
 
 

@@ -264,10 +264,9 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "clinic.api.document_errors",
     ],
-    # Swagger UI and Redoc from the sidecar package's static files: no CDN.
+    # Swagger UI from the sidecar package's static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Logging --------------------------------------------------------------------

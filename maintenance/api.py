@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from clinic.api import (
     ActionRoles,
     ClinicModelSerializer,
+    InputSerializer,
     OffsetDateTimeField,
     VisiblePatientField,
     anyone_in_the_clinic,
@@ -64,7 +65,7 @@ class BoardRowSerializer(serializers.Serializer):
 # --- Boosters -------------------------------------------------------------------------------
 
 
-class BoosterCreateSerializer(serializers.Serializer):
+class BoosterCreateSerializer(InputSerializer):
     patient = VisiblePatientField()
     scheduled_at = OffsetDateTimeField()
 
@@ -246,7 +247,8 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     def read(self, request, pk=None):
         """Mark the notification read (reading it twice keeps the first time)."""
         notification = self.get_object()
-        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=timezone.now())
+        now = timezone.now()
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=now, updated_at=now)
         notification.refresh_from_db()
         return Response(self.get_serializer(notification).data)
 
@@ -254,5 +256,6 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     @action(detail=False, methods=["post"], url_path="read-all", filter_backends=[])
     def read_all(self, request):
         """Mark every unread notification of the inbox read."""
-        marked = self.get_queryset().filter(read_at__isnull=True).update(read_at=timezone.now())
+        now = timezone.now()
+        marked = self.get_queryset().filter(read_at__isnull=True).update(read_at=now, updated_at=now)
         return Response({"marked": marked})

@@ -42,6 +42,10 @@ def maintenance_plan_save(*, patient: Patient, by, **fields: Any) -> Maintenance
         plan = MaintenancePlan.objects.select_for_update().get(patient=patient)
     except MaintenancePlan.DoesNotExist:
         plan = MaintenancePlan(patient=patient)
+    protocol = fields.get("protocol")
+    if protocol is not None and protocol.pk != plan.protocol_id and not protocol.is_active:
+        # A plan may keep a protocol retired since, but not take one up.
+        raise ValidationError({"protocol": "This protocol is no longer in use."})
     for name, value in fields.items():
         setattr(plan, name, value)
     validate_and_save(plan)

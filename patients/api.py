@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from clinic.api import (
     ActionRoles,
     ClinicModelSerializer,
+    InputSerializer,
     OffsetDateTimeField,
     OffsetDateTimeFilter,
     PlausibleDateField,
@@ -352,7 +353,7 @@ class PHQ9Serializer(ClinicModelSerializer):
         return data
 
 
-class PHQ9CreateSerializer(serializers.Serializer):
+class PHQ9CreateSerializer(InputSerializer):
     """A completed questionnaire: the nine items (0-3) and the difficulty answer.
 
     Staff name the patient and may give the time it was taken; a patient's own
@@ -391,7 +392,7 @@ class PHQ9CreateSerializer(serializers.Serializer):
         return values
 
 
-class AcknowledgeSerializer(serializers.Serializer):
+class AcknowledgeSerializer(InputSerializer):
     action = serializers.CharField(help_text="What was done: called the patient, reviewed the safety plan ...")
 
 

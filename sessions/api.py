@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from clinic.api import (
     ActionRoles,
     ClinicModelSerializer,
+    InputSerializer,
     OffsetDateTimeField,
     PlausibleDateField,
     VisiblePatientField,
@@ -158,10 +159,28 @@ class InfusionSerializer(ClinicModelSerializer):
         ]
         read_only_fields = fields
 
+    def _shows_clinical(self) -> bool:
+        return access.can_view_clinical(viewer(self.context))
+
+    def _shows_status_reason(self) -> bool:
+        return access.is_staff_member(viewer(self.context))  # staff's free text, not for the patient
+
+    @property
+    def _readable_fields(self):
+        # What a reader may not see is not even read (no queries for vitals and notes).
+        hidden = set()
+        if not self._shows_clinical():
+            hidden.add("clinical")
+        if not self._shows_status_reason():
+            hidden.add("status_reason")
+        return [field for field in super()._readable_fields if field.field_name not in hidden]
+
     def to_representation(self, session):
         data = super().to_representation(session)
-        if not access.can_view_clinical(viewer(self.context)):
+        if not self._shows_clinical():
             data["clinical"] = None
+        if not self._shows_status_reason():
+            data["status_reason"] = ""
         return data
 
 
@@ -183,6 +202,9 @@ def infusions_for(user, queryset=None):
     """Infusions of the patients ``user`` may see, with what the serializer reads."""
     queryset = InfusionSession.objects.all() if queryset is None else queryset
     queryset = queryset.filter(patient__in=access.visible_patients(user))
+    if not access.is_staff_member(user):
+        # A patient sees their appointments as the portal shows them: not the cancelled ones.
+        queryset = queryset.exclude(status=SessionStatus.CANCELLED)
     if access.can_view_clinical(user):
         queryset = queryset.prefetch_related(
             Prefetch("vitals", queryset=VitalSignReading.objects.order_by("taken_at")),
@@ -192,7 +214,7 @@ def infusions_for(user, queryset=None):
     return queryset
 
 
-class StartSerializer(serializers.Serializer):
+class StartSerializer(InputSerializer):
     weight_kg = serializers.DecimalField(
         max_digits=4,
         decimal_places=1,
@@ -200,12 +222,12 @@ class StartSerializer(serializers.Serializer):
         max_value=MAX_WEIGHT_KG,
         required=False,
         allow_null=True,
-        help_text="Today's weight (kg) for a weight-based dose; defaults to the weight on record.",
+        help_text="Today's weight (kg): required for a weight-based dose (mg = mg/kg x kg).",
     )
     started_at = OffsetDateTimeField(required=False, help_text="Defaults to now.")
 
 
-class VitalsCreateSerializer(serializers.Serializer):
+class VitalsCreateSerializer(InputSerializer):
     phase = serializers.ChoiceField(choices=VitalPhase.choices)
     taken_at = OffsetDateTimeField(required=False, help_text="Defaults to now.")
     systolic = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=1000, help_text="mmHg")
@@ -216,28 +238,28 @@ class VitalsCreateSerializer(serializers.Serializer):
     spo2 = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=1000, help_text="%")
 
 
-class SideEffectCreateSerializer(serializers.Serializer):
+class SideEffectCreateSerializer(InputSerializer):
     kind = serializers.ChoiceField(choices=SideEffectKind.choices)
     severity = serializers.ChoiceField(choices=SideEffectSeverity.choices, default=SideEffectSeverity.MILD)
     note = serializers.CharField(required=False, allow_blank=True, max_length=300)
 
 
-class CompleteSerializer(serializers.Serializer):
+class CompleteSerializer(InputSerializer):
     ended_at = OffsetDateTimeField(required=False, help_text="Defaults to now.")
     dissociation_scale = serializers.ChoiceField(choices=DissociationScale.choices, required=False, allow_blank=True)
     dissociation_score = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=1000)
     notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
 
 
-class DischargeSerializer(serializers.Serializer):
+class DischargeSerializer(InputSerializer):
     discharged_at = OffsetDateTimeField(required=False, help_text="Defaults to now.")
 
 
-class SignSerializer(serializers.Serializer):
-    signed_at = OffsetDateTimeField(required=False, help_text="Defaults to now; for records entered after the fact.")
+class SignSerializer(InputSerializer):
+    """Nothing to send: a record is signed now, by the caller."""
 
 
-class AmendChangesSerializer(serializers.Serializer):
+class AmendChangesSerializer(InputSerializer):
     """The corrected values; only the fields given are amended."""
 
     notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
@@ -251,12 +273,12 @@ class AmendChangesSerializer(serializers.Serializer):
     )
 
 
-class AmendSerializer(serializers.Serializer):
+class AmendSerializer(InputSerializer):
     reason = serializers.CharField(help_text="Why the signed record is corrected.")
     changes = AmendChangesSerializer()
 
 
-class RescheduleSerializer(serializers.Serializer):
+class RescheduleSerializer(InputSerializer):
     scheduled_at = OffsetDateTimeField()
 
 
@@ -273,8 +295,8 @@ class RescheduleResultSerializer(serializers.Serializer):
     gaps = GapSerializer(many=True, help_text="Gaps in the series over the allowed maximum after the move.")
 
 
-class CloseSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=200)
+class CloseSerializer(InputSerializer):
+    reason = serializers.CharField(max_length=200, help_text="Kept with the appointment.")
 
 
 class InfusionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -319,8 +341,15 @@ class InfusionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @extend_schema(request=StartSerializer, responses=InfusionSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        """Start the infusion: confirm the weight (kg); the dose is mg/kg x kg."""
-        return self._act(request, StartSerializer, services.session_start)
+        """Start the infusion: confirm today's weight (kg); the dose is mg/kg x kg."""
+        session = self.get_object()
+        incoming = StartSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        if session.is_weight_based and incoming.validated_data.get("weight_kg") is None:
+            # As on the infusion page: the weight is confirmed, never taken silently from the record.
+            raise serializers.ValidationError({"weight_kg": ["Confirm today's weight (kg) to compute the dose."]})
+        call_service(services.session_start, session=session, by=request.user, **incoming.validated_data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=session.pk)).data)
 
     @extend_schema(request=VitalsCreateSerializer, responses={201: VitalsSerializer})
     @action(detail=True, methods=["post"])
@@ -440,7 +469,7 @@ class SeriesSerializer(ClinicModelSerializer):
         return [str(session.pk) for session in series.sessions.all()]
 
 
-class SeriesCreateSerializer(serializers.Serializer):
+class SeriesCreateSerializer(InputSerializer):
     patient = VisiblePatientField()
     protocol = serializers.PrimaryKeyRelatedField(queryset=Protocol.objects.all())
     start_date = PlausibleDateField(help_text="The first infusion on or after this clinic day.")
@@ -458,11 +487,11 @@ class SeriesPreviewSerializer(serializers.Serializer):
     gaps = GapSerializer(many=True)
 
 
-class DiscontinueSerializer(serializers.Serializer):
+class DiscontinueSerializer(InputSerializer):
     reason = serializers.CharField()
 
 
-class MakeupSerializer(serializers.Serializer):
+class MakeupSerializer(InputSerializer):
     scheduled_at = OffsetDateTimeField()
 
 

@@ -383,9 +383,14 @@ def session_record_vitals(
     session = _locked_for_update(session)
     if session.status in (SessionStatus.CANCELLED, SessionStatus.MISSED):
         raise ValidationError("Vital signs belong to an infusion that took place.")
+    taken_at = _not_in_future(taken_at, "taken_at", "A reading cannot be taken in the future.")
+    if clinic_date(taken_at) != session.scheduled_on:
+        raise ValidationError(
+            {"taken_at": f"A reading belongs to the infusion's day ({session.scheduled_on:%A %d %B %Y})."}
+        )
     reading = VitalSignReading(
         session=session,
-        taken_at=_not_in_future(taken_at, "taken_at", "A reading cannot be taken in the future."),
+        taken_at=taken_at,
         phase=phase,
         systolic=systolic,
         diastolic=diastolic,
@@ -425,6 +430,8 @@ def _raise_vitals_alert(session: InfusionSession, alerts) -> None:
 def session_record_side_effect(*, session: InfusionSession, by, kind: str, severity: str, note: str = "") -> SideEffect:
     _require_clinician(by, session.patient)
     session = _locked_for_update(session)
+    if session.status in (SessionStatus.CANCELLED, SessionStatus.MISSED):
+        raise ValidationError("Side effects belong to an infusion that took place.")
     effect = SideEffect(session=session, kind=kind, severity=severity, note=(note or "").strip())
     validate_and_save(effect)
     return effect
@@ -512,6 +519,23 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _check_amended_times(amended: InfusionSession, changes: Mapping[str, Any]) -> None:
+    """Corrected times keep the rules the original ones met: none in the future, the start
+    on the booked day, the signature after the discharge (order is checked by constraints)."""
+    errors: dict[str, str] = {}
+    now = timezone.now() + CLOCK_SKEW
+    for field in ("started_at", "ended_at", "discharged_at"):
+        value = changes.get(field)
+        if value is not None and value > now:
+            errors[field] = "A corrected time cannot be in the future."
+    if "started_at" in changes and amended.started_at and clinic_date(amended.started_at) != amended.scheduled_on:
+        errors["started_at"] = f"The infusion was booked for {amended.scheduled_on:%A %d %B %Y}."
+    if amended.discharged_at and amended.signed_at and amended.discharged_at > amended.signed_at:
+        errors.setdefault("discharged_at", "The record was signed before this discharge time.")
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
 def session_amend(*, session: InfusionSession, by, reason: str, changes: Mapping[str, Any]) -> InfusionAmendment:
     """Correct a signed record. The amendment keeps every original value it replaces.
@@ -539,6 +563,7 @@ def session_amend(*, session: InfusionSession, by, reason: str, changes: Mapping
             raise ValidationError({"weight_kg_used": "This dose was fixed, not computed from weight."})
         amended.weight_kg_used = parse_weight_kg(changes["weight_kg_used"], field="weight_kg_used")
         amended.dose_mg = weight_based_dose_mg(mg_per_kg=amended.dose_mg_per_kg, weight_kg=amended.weight_kg_used)
+    _check_amended_times(amended, changes)
     # Validate the corrected record as a whole (the lock check is what amendments bypass).
     amended.clean_fields()
     amended.validate_constraints()
