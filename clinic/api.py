@@ -15,11 +15,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import django_filters
+from axes.exceptions import AxesBackendPermissionDenied
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.decorators import method_decorator
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
@@ -28,7 +30,7 @@ from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import APIView, exception_handler, set_rollback
 
 from patients import access
 from patients.access import Role
@@ -92,6 +94,11 @@ def service_error(error: DjangoValidationError, aliases: Mapping[str, str] | Non
 
 def handle_exception(exc, context):
     """DRF's handler, taught the Django exceptions the services raise."""
+    if isinstance(exc, AxesBackendPermissionDenied):
+        from clinic.views import locked_out
+
+        set_rollback()
+        return locked_out(context["request"]._request)
     if isinstance(exc, DjangoValidationError):
         exc = service_error(exc)
     elif isinstance(exc, DjangoPermissionDenied):
@@ -270,16 +277,29 @@ class TokenSerializer(serializers.Serializer):
     user = MeSerializer()
 
 
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
 class TokenObtainView(APIView):
     """Exchange a username and password for an API token that expires.
 
     Tokens are stored hashed (django-rest-knox) and live CLINIC_API_TOKEN_HOURS hours.
-    Throttled per address: password guessing is slowed here as on the login page.
+    Throttled per address, and locked out after repeated failures as the login page is
+    (django-axes). Not one transaction with the request: a refused login must still be
+    counted, not rolled back with the 400.
     """
 
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
     throttle_scope = "token"
+
+    def handle_exception(self, exc):
+        # DRF marks "the request's transaction" for rollback on an error; this view has
+        # none of its own, so an enclosing one (a test's) must keep its state.
+        connection = transaction.get_connection()
+        enclosing = connection.needs_rollback if connection.in_atomic_block else None
+        response = super().handle_exception(exc)
+        if enclosing is not None:
+            connection.set_rollback(enclosing)
+        return response
 
     @extend_schema(
         request=AuthTokenSerializer,
@@ -288,7 +308,8 @@ class TokenObtainView(APIView):
         operation_id="auth_token_create",
     )
     def post(self, request):
-        credentials = AuthTokenSerializer(data=request.data, context={"request": request})
+        # Django's own request: django-axes marks a lockout on it, and its middleware answers.
+        credentials = AuthTokenSerializer(data=request.data, context={"request": request._request})
         credentials.is_valid(raise_exception=True)
         user = credentials.validated_data["user"]
         if role_of(user) is None:

@@ -17,3 +17,42 @@ class NoStoreForSignedInMiddleware:
         if (user is not None and user.is_authenticated) or request.path.startswith("/api/"):
             add_never_cache_headers(response)  # Cache-Control: max-age=0, no-cache, no-store, must-revalidate, private
         return response
+
+
+class SessionIdleTimeoutMiddleware:
+    """A signed-in session ends after CLINIC_STAFF_SESSION_IDLE_MINUTES without a request
+    (staff) or CLINIC_PATIENT_SESSION_IDLE_MINUTES (patients): each request restarts the
+    clock, so an unattended workstation logs itself out."""
+
+    MARK = "_clinic_idle_clock"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        session = getattr(request, "session", None)
+        if user is not None and user.is_authenticated and session is not None and session.session_key:
+            from django.utils import timezone
+
+            now = int(timezone.now().timestamp())
+            # Restart the clock at most once a minute: one session write a minute, not one a request.
+            if now - session.get(self.MARK, 0) >= 60:
+                restart_idle_clock(session, user, now)
+        return response
+
+
+def idle_minutes(user) -> int:
+    from django.conf import settings
+
+    from patients import access
+
+    if access.is_staff_member(user) or user.is_superuser:
+        return settings.CLINIC_STAFF_SESSION_IDLE_MINUTES
+    return settings.CLINIC_PATIENT_SESSION_IDLE_MINUTES
+
+
+def restart_idle_clock(session, user, now: int) -> None:
+    session[SessionIdleTimeoutMiddleware.MARK] = now
+    session.set_expiry(idle_minutes(user) * 60)

@@ -42,6 +42,13 @@ else:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY")  # no default: production must set it
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "testserver"}
+if DEBUG and not set(ALLOWED_HOSTS) <= _LOCAL_HOSTS:
+    # Django's debug page shows settings and data: never on a server other people reach.
+    raise ImproperlyConfigured(
+        "DJANGO_DEBUG=true is for a developer's own machine: it cannot serve DJANGO_ALLOWED_HOSTS "
+        f"{', '.join(sorted(set(ALLOWED_HOSTS) - _LOCAL_HOSTS))}."
+    )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -61,6 +68,7 @@ INSTALLED_APPS = [
     "patients.apps.PatientsConfig",
     "sessions.apps.InfusionsConfig",  # label "infusions": django.contrib.sessions owns "sessions"
     "maintenance.apps.MaintenanceConfig",
+    "axes",  # last: its checks look at the authentication backends and middleware
 ]
 
 MIDDLEWARE = [
@@ -73,6 +81,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "clinic.middleware.NoStoreForSignedInMiddleware",
+    "clinic.middleware.SessionIdleTimeoutMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the locked-out page
 ]
 
 ROOT_URLCONF = "clinic.urls"
@@ -162,9 +172,59 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Argon2 first: new and changed passwords are hashed with it; older hashes are upgraded
+# at the next login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out account or address
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lockout (django-axes): after this many failed logins, the account and the address are
+# each locked for CLINIC_LOGIN_LOCKOUT_MINUTES, whether or not the account exists, so the
+# lockout tells nothing about which accounts exist. It covers the login page, the admin
+# and the API token endpoint.
+AXES_FAILURE_LIMIT = env.int("CLINIC_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("CLINIC_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account, and per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "clinic.views.locked_out"
+AXES_VERBOSE = False  # usernames (patients' email addresses) stay out of the logs
+AXES_IPWARE_PROXY_COUNT = env.int("CLINIC_NUM_PROXIES", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+
+# Sessions end after this much inactivity (minutes): staff on shared workstations sooner.
+CLINIC_STAFF_SESSION_IDLE_MINUTES = env.int("CLINIC_STAFF_SESSION_IDLE_MINUTES", default=15)
+CLINIC_PATIENT_SESSION_IDLE_MINUTES = env.int("CLINIC_PATIENT_SESSION_IDLE_MINUTES", default=30)
+SESSION_COOKIE_AGE = CLINIC_STAFF_SESSION_IDLE_MINUTES * 60  # until the first request sets the role's
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- HTTPS and headers (production; DJANGO_DEBUG=true is local only) -------------------
+# Behind a TLS-terminating proxy, CLINIC_NUM_PROXIES > 0 trusts its X-Forwarded-Proto.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # the container's own health check, over loopback HTTP
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.int("CLINIC_NUM_PROXIES", default=0) else None
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 # --- Internationalisation and time ----------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -223,7 +283,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "clinic.api.handle_exception",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.ScopedRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
     # Throttles count by client address: the REMOTE_ADDR, unless the server sits behind
     # this many proxies of its own (then the address they add to X-Forwarded-For). A
     # client's own X-Forwarded-For is never trusted.
@@ -231,6 +295,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         # Password guessing through the token endpoint, per client address.
         "token": env.str("CLINIC_API_TOKEN_RATE", default="10/minute"),
+        # Every API call of a signed-in user, and of anonymous callers (the schema, failed logins).
+        "user": env.str("CLINIC_API_USER_RATE", default="1200/minute"),
+        "anon": env.str("CLINIC_API_ANON_RATE", default="60/minute"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

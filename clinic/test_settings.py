@@ -21,3 +21,13 @@ STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticF
 # Static files are served from the finders in tests; nothing is collected.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# The test client and the live server speak plain HTTP on the local machine (production
+# settings are checked by tests/test_security.py with manage.py check --deploy).
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+# Many tests travel days ahead with one signed-in client: sessions here outlive them. The
+# idle timeouts are tested with their production values in tests/test_security.py.
+CLINIC_STAFF_SESSION_IDLE_MINUTES = CLINIC_PATIENT_SESSION_IDLE_MINUTES = 60 * 24 * 365
+SESSION_COOKIE_AGE = CLINIC_STAFF_SESSION_IDLE_MINUTES * 60

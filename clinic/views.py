@@ -105,3 +105,15 @@ def server_error(request):
     if _is_api(request):
         return JsonResponse({"detail": "Server error: the clinic's staff have been told."}, status=500)
     return defaults.server_error(request)
+
+
+def locked_out(request, original_response=None, credentials=None):
+    """What django-axes answers during a lockout: the same for every username, existing
+    or not, and for the API as JSON (429, as for any throttle)."""
+    from django.conf import settings
+
+    minutes = max(1, int(settings.AXES_COOLOFF_TIME.total_seconds() // 60))
+    message = f"Too many failed attempts: logging in is paused for {minutes} minutes."
+    if _is_api(request):
+        return JsonResponse({"detail": message}, status=429)
+    return render(request, "registration/locked_out.html", {"cooloff_minutes": minutes}, status=429)

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from axes.models import AccessAttempt, AccessFailureLog
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import Group
@@ -122,6 +123,10 @@ def every_record(given_session, clinician, scheduler, patient, protocol):
     )
     ClosedDay.objects.create(date=dt.date(2026, 12, 25), reason="Christmas")
     AuthToken.objects.create(user=scheduler)
+    AccessAttempt.objects.create(
+        username="someone", ip_address="192.0.2.1", user_agent="test", failures_since_start=1, get_data="", post_data=""
+    )
+    AccessFailureLog.objects.create(username="someone", ip_address="192.0.2.1", user_agent="test", locked_out=False)
     JobRun.objects.create(name="reminder-scan", last_success_at=timezone.now())
     notify(
         recipients=[scheduler],

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from maintenance.models import BoosterStage
 from maintenance.selectors import booster_status
@@ -63,12 +64,18 @@ def test_the_demo_clinic_has_every_stage_of_care_working_logins_and_loads_once()
         assert (Patient.objects.count(), InfusionSession.objects.count(), PHQ9Assessment.objects.count()) == counts
 
     # The demo logins work, each with its role.
-    admin = authenticate(username="admin", password="demo")
+    admin = authenticate(RequestFactory().post("/accounts/login/"), username="admin", password="demo")
     assert admin.is_superuser
-    assert access.has_role(authenticate(username="clinician", password="demo"), access.Role.CLINICIAN)
-    assert access.has_role(authenticate(username="scheduler", password="demo"), access.Role.SCHEDULER)
+    assert access.has_role(
+        authenticate(RequestFactory().post("/accounts/login/"), username="clinician", password="demo"),
+        access.Role.CLINICIAN,
+    )
+    assert access.has_role(
+        authenticate(RequestFactory().post("/accounts/login/"), username="scheduler", password="demo"),
+        access.Role.SCHEDULER,
+    )
 
-    portal = authenticate(username="patient", password="demo")
+    portal = authenticate(RequestFactory().post("/accounts/login/"), username="patient", password="demo")
     assert access.has_role(portal, access.Role.PATIENT)
     demo_patient = portal.patient
     assert list(access.visible_patients(portal)) == [demo_patient]
