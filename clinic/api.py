@@ -23,11 +23,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.decorators import method_decorator
 from django_filters.fields import IsoDateTimeField
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from knox.models import get_token_model
-from rest_framework import exceptions, permissions, serializers, status
+from rest_framework import exceptions, permissions, serializers, status, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView, exception_handler, set_rollback
@@ -70,6 +72,13 @@ class ActionRoles(permissions.BasePermission):
         rules: Mapping[str, Rule] = getattr(view, "action_roles", {})
         rule = rules.get(getattr(view, "action", None) or request.method.lower())
         return bool(rule and rule(request.user))
+
+
+class ClinicViewSet(viewsets.GenericViewSet):
+    """What every resource of the API shares: roles per action, filters and ordering."""
+
+    permission_classes = [ActionRoles]
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
 
 
 # --- Errors ------------------------------------------------------------------------

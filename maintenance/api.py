@@ -6,15 +6,14 @@ from __future__ import annotations
 import django_filters
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from clinic.api import (
-    ActionRoles,
     ClinicModelSerializer,
+    ClinicViewSet,
     InputSerializer,
     OffsetDateTimeField,
     VisiblePatientField,
@@ -70,12 +69,11 @@ class BoosterCreateSerializer(InputSerializer):
     scheduled_at = OffsetDateTimeField()
 
 
-class BoosterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class BoosterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ClinicViewSet):
     """Booster infusions: staff book them on the patient's maintenance plan; ``due`` lists
     every active plan's booster stage, most urgent first. Move or cancel a booster with
     ``infusions/{id}/reschedule/`` and ``cancel/``; log it like any infusion."""
 
-    permission_classes = [ActionRoles]
     action_roles = {
         "list": anyone_in_the_clinic,
         "retrieve": anyone_in_the_clinic,
@@ -84,7 +82,6 @@ class BoosterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     }
     serializer_class = InfusionSerializer
     filterset_class = InfusionFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["scheduled_at", "status"]
     ordering = ["scheduled_at", "id"]
 
@@ -155,11 +152,10 @@ class MaintenancePlanViewSet(
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
     mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
+    ClinicViewSet,
 ):
     """Each patient's maintenance plan: how often boosters come and what brings one forward."""
 
-    permission_classes = [ActionRoles]
     action_roles = {
         "list": staff,
         "retrieve": staff,
@@ -168,7 +164,6 @@ class MaintenancePlanViewSet(
         "partial_update": staff,
     }
     filterset_fields = {"patient": ["exact"], "is_active": ["exact"], "protocol": ["exact"]}
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["created_at", "target_interval_days"]
     ordering = ["created_at", "id"]
 
@@ -221,10 +216,9 @@ class ReadAllSerializer(serializers.Serializer):
     marked = serializers.IntegerField(help_text="How many notifications were unread.")
 
 
-class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ClinicViewSet):
     """The signed-in user's own inbox."""
 
-    permission_classes = [ActionRoles]
     action_roles = {
         "list": anyone_in_the_clinic,
         "retrieve": anyone_in_the_clinic,
@@ -233,7 +227,6 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     }
     serializer_class = NotificationSerializer
     filterset_class = NotificationFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["created_at"]
     ordering = ["-created_at", "id"]
 

@@ -10,14 +10,13 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from clinic.api import (
-    ActionRoles,
     ClinicModelSerializer,
+    ClinicViewSet,
     InputSerializer,
     OffsetDateTimeField,
     OffsetDateTimeFilter,
@@ -183,14 +182,13 @@ class PatientViewSet(
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
     mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
+    ClinicViewSet,
 ):
     """Patients: staff see and register every patient; a patient sees only their own record.
 
     Patients are never deleted (discharge them: ``status`` = discharged).
     """
 
-    permission_classes = [ActionRoles]
     action_roles = {
         "list": anyone_in_the_clinic,
         "retrieve": anyone_in_the_clinic,
@@ -200,7 +198,6 @@ class PatientViewSet(
         "partial_update": staff,
     }
     filterset_class = PatientFilter  # the list page's: name or record number, status, diagnosis
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["last_name", "first_name", "mrn", "date_of_birth", "created_at", "status"]
     ordering = ["last_name", "first_name", "id"]
 
@@ -423,12 +420,11 @@ class PHQ9ViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
-    viewsets.GenericViewSet,
+    ClinicViewSet,
 ):
     """PHQ-9 questionnaires: clinicians enter them for any patient, a patient their own;
     schedulers read totals and bands only."""
 
-    permission_classes = [ActionRoles]
     action_roles = {
         "list": anyone_in_the_clinic,
         "retrieve": anyone_in_the_clinic,
@@ -437,7 +433,6 @@ class PHQ9ViewSet(
     }
     serializer_class = PHQ9Serializer
     filterset_class = PHQ9ApiFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["taken_at", "total"]
     ordering = ["-taken_at", "id"]
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from clinic.api import (
-    ActionRoles,
     ClinicModelSerializer,
+    ClinicViewSet,
     InputSerializer,
     OffsetDateTimeField,
     PlausibleDateField,
@@ -69,15 +68,13 @@ class ProtocolSerializer(ClinicModelSerializer):
         read_only_fields = fields
 
 
-class ProtocolViewSet(viewsets.ReadOnlyModelViewSet):
+class ProtocolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ClinicViewSet):
     """The clinic's induction protocols (set up by an administrator in the admin site)."""
 
-    permission_classes = [ActionRoles]
     action_roles = {"list": staff, "retrieve": staff}
     serializer_class = ProtocolSerializer
     queryset = Protocol.objects.all()
     filterset_fields = ["is_active", "route"]
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["name", "infusion_count"]
     ordering = ["name", "id"]
 
@@ -299,11 +296,10 @@ class CloseSerializer(InputSerializer):
     reason = serializers.CharField(max_length=200, help_text="Kept with the appointment.")
 
 
-class InfusionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class InfusionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ClinicViewSet):
     """Infusion sessions, induction and booster. Staff see every patient's, a patient their
     own appointments; only clinicians see and record the clinical record."""
 
-    permission_classes = [ActionRoles]
     action_roles = {
         "list": anyone_in_the_clinic,
         "retrieve": anyone_in_the_clinic,
@@ -320,7 +316,6 @@ class InfusionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     }
     serializer_class = InfusionSerializer
     filterset_class = InfusionFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["scheduled_at", "status"]
     ordering = ["scheduled_at", "id"]
 
@@ -506,11 +501,10 @@ class SeriesFilter(django_filters.FilterSet):
         fields = ["patient", "protocol", "started_after", "started_before"]
 
 
-class SeriesViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class SeriesViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ClinicViewSet):
     """Induction series: POST builds a series and its infusions from a protocol and a
     start date (staff); ``preview`` shows the dates first without booking."""
 
-    permission_classes = [ActionRoles]
     action_roles = {
         "list": anyone_in_the_clinic,
         "retrieve": anyone_in_the_clinic,
@@ -521,7 +515,6 @@ class SeriesViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     }
     serializer_class = SeriesSerializer
     filterset_class = SeriesFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["start_date", "created_at"]
     ordering = ["-start_date", "id"]
 
