@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test install install-dev lint format migrate seed clean
+.PHONY: run test install install-dev lint format migrate seed clean backup restore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ run: install
 	@echo "  Ketamine clinic tracker: http://127.0.0.1:$(PORT)/"
 	@echo "  Admin:                   http://127.0.0.1:$(PORT)/admin/"
 	@echo "  Health:                  http://127.0.0.1:$(PORT)/health/"
-	@echo "  Demo logins (password 'demo'): admin (superuser), clinician, scheduler, patient"
+	@echo "  Demo logins (password 'demo'): admin (superuser), clinician, scheduler, auditor, patient"
 	@echo "  Database: $${DATABASE_URL:-SQLite in var/}   Broker: $${REDIS_URL:-filesystem in var/}"
 	@echo
 	CLINIC_PORT=$(PORT) exec $(BIN)/honcho start -f Procfile.dev
@@ -49,6 +49,17 @@ lint: install-dev
 format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Backups (README "Backups"). backup: pg_dump of the configured PostgreSQL database into
+# CLINIC_BACKUP_DIR (var/backups/), mode 0600. restore: DUMP=file into an EMPTY database, the
+# configured one or RESTORE_URL=postgres://user@host:port/name (password in PGPASSWORD, not
+# the URL); it asks for confirmation unless YES=1. Never over live data: dropdb/createdb first.
+backup:
+	$(BIN)/python manage.py backup_db
+
+restore:
+	@test -n "$(DUMP)" || { echo "Usage: make restore DUMP=var/backups/<file>.dump [RESTORE_URL=postgres://user@host:port/name] [YES=1]" >&2; exit 2; }
+	@$(BIN)/python manage.py restore_db "$(DUMP)" $(if $(RESTORE_URL),--database-url "$(RESTORE_URL)") $(if $(YES),--yes)
 
 clean:
 	rm -rf var staticfiles .pytest_cache .ruff_cache

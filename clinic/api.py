@@ -25,7 +25,7 @@ from django.utils.decorators import method_decorator
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from knox.models import get_token_model
 from rest_framework import exceptions, permissions, serializers, status, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -286,6 +286,21 @@ class TokenSerializer(serializers.Serializer):
     user = MeSerializer()
 
 
+class TokenObtainSerializer(AuthTokenSerializer):
+    """A username and password, and for an account with two-factor authentication the code."""
+
+    otp = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=32,
+        write_only=True,
+        help_text=(
+            "For an account with two-factor authentication (required then): the 6-digit code from "
+            "the authenticator app, or one of the account's backup codes (each works once)."
+        ),
+    )
+
+
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
 class TokenObtainView(APIView):
     """Exchange a username and password for an API token that expires.
@@ -294,6 +309,12 @@ class TokenObtainView(APIView):
     Throttled per address, and locked out after repeated failures as the login page is
     (django-axes). Not one transaction with the request: a refused login must still be
     counted, not rolled back with the 400.
+
+    An account with two-factor authentication also sends ``otp``, the code from its
+    authenticator app or a backup code: without it, 400 saying so; a wrong one is a 400
+    counted toward the lockout like a wrong password (clinic/two_factor.py). When the
+    clinic requires two-factor (CLINIC_REQUIRE_TWO_FACTOR), staff who have not set it up
+    on the website get a 403 telling them to.
     """
 
     authentication_classes: list = []
@@ -311,18 +332,32 @@ class TokenObtainView(APIView):
         return response
 
     @extend_schema(
-        request=AuthTokenSerializer,
-        responses={200: TokenSerializer},
+        request=TokenObtainSerializer,
+        responses={
+            200: TokenSerializer,
+            403: OpenApiResponse(
+                response=inline_serializer("TwoFactorSetupRequired", {"detail": serializers.CharField()}),
+                description="The clinic requires two-factor authentication and the account has not set it up.",
+            ),
+        },
         auth=[],
         operation_id="auth_token_create",
     )
     def post(self, request):
+        from clinic import two_factor
+
         # Django's own request: django-axes marks a lockout on it, and its middleware answers.
-        credentials = AuthTokenSerializer(data=request.data, context={"request": request._request})
+        credentials = TokenObtainSerializer(data=request.data, context={"request": request._request})
         credentials.is_valid(raise_exception=True)
         user = credentials.validated_data["user"]
         if role_of(user) is None:
             raise exceptions.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ["This account has no clinic role."]})
+        refusal = two_factor.check_api_code(request._request, user, credentials.validated_data.get("otp", ""))
+        if refusal is not None:
+            kind, message = refusal
+            if kind == "setup":
+                raise exceptions.PermissionDenied(message, code="two_factor_setup_required")
+            raise exceptions.ValidationError({"otp": [message]}, code=f"otp_{kind}")
         with transaction.atomic():
             instance, token = get_token_model().objects.create(user=user)
         return Response(TokenSerializer({"token": token, "expiry": instance.expiry, "user": user}).data)

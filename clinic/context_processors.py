@@ -21,6 +21,7 @@ def clinic(request) -> dict:
         "is_clinician": access.is_clinician(user),
         "is_scheduler": access.has_role(user, access.Role.SCHEDULER),
         "is_patient": access.has_role(user, access.Role.PATIENT),
+        "is_auditor": access.is_auditor(user),
     }
     if is_staff_member:
         from maintenance.models import Notification

@@ -56,3 +56,19 @@ def idle_minutes(user) -> int:
 def restart_idle_clock(session, user, now: int) -> None:
     session[SessionIdleTimeoutMiddleware.MARK] = now
     session.set_expiry(idle_minutes(user) * 60)
+
+
+class TwoFactorMiddleware:
+    """Two-factor authentication on every request (clinic/two_factor.py): a session of an
+    account with a device that did not give a code is ended, and when the clinic requires
+    two-factor (CLINIC_REQUIRE_TWO_FACTOR) staff without a device reach only the setup page
+    (pages, the admin and session calls to the API alike). After django_otp's OTPMiddleware."""
+
+    def __init__(self, get_response):
+        from clinic import two_factor  # at start-up: it also marks logins that gave no code
+
+        self.gate = two_factor.gate
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.gate(request) or self.get_response(request)

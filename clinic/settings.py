@@ -13,6 +13,7 @@ import datetime as dt
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -64,24 +65,38 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Two-factor authentication (TOTP and backup codes): see the two-factor block.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "two_factor",
     "clinic.apps.ClinicConfig",
     "patients.apps.PatientsConfig",
     "sessions.apps.InfusionsConfig",  # label "infusions": django.contrib.sessions owns "sessions"
     "maintenance.apps.MaintenanceConfig",
+    "pgtrigger",
+    "pghistory",
+    "audit.apps.AuditConfig",  # after the clinical apps: it tracks their models
     "axes",  # last: its checks look at the authentication backends and middleware
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy on every response: see the CSP block
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): gave a two-factor code
+    # The audit trail: a row per signed-in request, and who/where on every change.
+    "audit.middleware.AccessLogMiddleware",
+    "audit.middleware.HistoryContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "clinic.middleware.NoStoreForSignedInMiddleware",
     "clinic.middleware.SessionIdleTimeoutMiddleware",
+    "clinic.middleware.TwoFactorMiddleware",  # two-factor sessions; CLINIC_REQUIRE_TWO_FACTOR
     "axes.middleware.AxesMiddleware",  # last: turns a lockout into the locked-out page
 ]
 
@@ -209,6 +224,28 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Two-factor authentication (django-otp, django-two-factor-auth: clinic/two_factor.py) ---
+# Every staff user can turn on codes from an authenticator app (TOTP), with backup codes,
+# from the header's "Two-factor authentication" link. An account with a device gives a
+# code after its password, on the login page and at the API token endpoint; wrong codes
+# count toward the lockout above. With CLINIC_REQUIRE_TWO_FACTOR=true, staff (clinicians,
+# schedulers, superusers) without a device are sent to the setup page after logging in and
+# can open nothing else (nor get an API token) until it is done; patients are never asked.
+CLINIC_REQUIRE_TWO_FACTOR = env_bool("CLINIC_REQUIRE_TWO_FACTOR", default=False)
+# After each wrong code a device refuses every code for 1, 2, 4, 8 ... seconds (on by default
+# in django-otp; said here so that it stays on), for the app's codes and the backup codes.
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+# The admin does not show a device's secret key or QR code again (it would copy the phone).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+TWO_FACTOR_TOTP_DIGITS = 6
+# Between the password and the code: the password must be given again after 5 minutes.
+TWO_FACTOR_LOGIN_TIMEOUT = 300
+# No "remember this browser" (TWO_FACTOR_REMEMBER_COOKIE_AGE unset): workstations are shared.
+# The admin keeps its own login page (password only); clinic.middleware.TwoFactorMiddleware
+# ends any session of an account with a device that did not give a code.
+TWO_FACTOR_PATCH_ADMIN = False
+
 # --- HTTPS and headers (production; DJANGO_DEBUG=true is local only) -------------------
 # Behind a TLS-terminating proxy, CLINIC_NUM_PROXIES > 0 trusts its X-Forwarded-Proto.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -225,6 +262,83 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# --- Content-Security-Policy (django-csp) ---------------------------------------------
+# Every response carries this policy: only this site's own files run or style a page.
+# No inline <script> or <style>, no style="" attributes, no eval, no 'unsafe-inline':
+# data reaches scripts through json_script elements and data-* attributes (static/js/).
+# Plotly's CSS rules ship as static/css/plotly.css (templates/includes/chart_scripts.html)
+# instead of being injected; Swagger UI's page style is static/css/swagger-ui-page.css.
+# One exception, on one view: /api/docs/ also allows data: images, Swagger UI's icons
+# (clinic/api_urls.py). tests/test_csp.py checks the header of every page against this,
+# tests/test_browser_csp.py that the pages run under it without a violation.
+# CLINIC_CSP_REPORT_URI (optional): where browsers send violation reports (a collector
+# of your own; this site has no endpoint for them).
+CLINIC_CSP_REPORT_URI = env.str("CLINIC_CSP_REPORT_URI", default="")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "blob:"],  # blob: Plotly's "Download plot as a PNG" draws the chart as one
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],  # with X_FRAME_OPTIONS: never inside another site's frame
+        **({"report-uri": [CLINIC_CSP_REPORT_URI]} if CLINIC_CSP_REPORT_URI else {}),
+    },
+}
+
+
+# --- Encryption at rest (field level: clinic/encryption.py) ---------------------------
+# Patients' contact details and free-text clinical notes are stored Fernet-encrypted.
+# CLINIC_FIELD_ENCRYPTION_KEYS is a comma-separated list of Fernet keys: the first
+# encrypts, every one decrypts. To rotate, put a new key first, run
+# clinic.encryption.rotate_keys(), then drop the old key. The keys are not derived from
+# DJANGO_SECRET_KEY, so rotating that loses nothing; losing them loses the encrypted
+# fields, so keep them apart from (and as safe as) the database backups.
+# Generate one: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
+def _field_encryption_keys() -> list[str]:
+    import os
+
+    from cryptography.fernet import Fernet
+
+    keys = [key.strip() for key in env.list("CLINIC_FIELD_ENCRYPTION_KEYS", default=[]) if key.strip()]
+    if not keys and not DEBUG:
+        raise ImproperlyConfigured(
+            "CLINIC_FIELD_ENCRYPTION_KEYS must be set in production: comma-separated Fernet keys, "
+            "the first encrypts (.env.example says how to generate one)."
+        )
+    if not keys:
+        # Development default: one key generated into var/ on the first start, then reused
+        # by web, worker and beat. Written to a temporary file and linked into place, so two
+        # processes starting together still end up with the same key.
+        path = VAR_DIR / "field-encryption.key"
+        if not path.exists():
+            VAR_DIR.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f"{path.name}.{os.getpid()}")
+            with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+                file.write(Fernet.generate_key())
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        keys = [path.read_text().strip()]
+    for number, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"CLINIC_FIELD_ENCRYPTION_KEYS: key {number} is not a Fernet key (32 url-safe base64-encoded bytes)."
+            ) from None
+    return keys
+
+
+CLINIC_FIELD_ENCRYPTION_KEYS = _field_encryption_keys()
 
 # --- Internationalisation and time ----------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -337,13 +451,35 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Logging --------------------------------------------------------------------
+# Logs carry no patient data: paths name records by opaque ids, query strings are not
+# logged (gunicorn's access log format in the Dockerfile), and exception messages, which
+# can quote a row's values, are left out of tracebacks (clinic/logging.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {
+            "()": "clinic.logging.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
+    "filters": {"redact_exception_arguments": {"()": "clinic.logging.RedactExceptionArguments"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_exception_arguments"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+# The worker logs through the handler above instead of replacing it with its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Backups (manage.py backup_db / restore_db; README "Backups") ---------------------
+# Where backup_db writes its pg_dump files: created mode 0700, each file 0600 (they hold
+# every patient's record). Put it on encrypted storage that is itself backed up off-site.
+CLINIC_BACKUP_DIR = Path(env.str("CLINIC_BACKUP_DIR", default=str(VAR_DIR / "backups")))
 
 # --- The clinic ---------------------------------------------------------------------
 # Shown on every page and in emails: patients' emails should not reveal the treatment,

@@ -11,6 +11,7 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/clinic")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+os.environ.setdefault("CLINIC_FIELD_ENCRYPTION_KEYS", "nTdG-_DMr-yw456XuZhIjy5BwR-tSiOhAyrq9UaGnR4=")
 
 from clinic.settings import *  # noqa: F403
 

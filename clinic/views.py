@@ -33,6 +33,8 @@ def home(request):
         return redirect("maintenance:board")
     if access.has_role(user, access.Role.PATIENT):
         return redirect("portal:home")
+    if access.is_auditor(user):
+        return redirect("audit:search")
     raise PermissionDenied("This account has no role in the clinic yet.")
 
 

@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from clinic.db import PublicModel
+from clinic.encryption import EncryptedTextField
 from patients.models import Patient, PatientStatus
 from sessions.models import InfusionSession, Protocol, SessionKind
 
@@ -94,7 +95,7 @@ class MaintenancePlan(PublicModel):
         help_text="Leave empty to turn this trigger off.",
     )
     is_active = models.BooleanField(default=True)
-    notes = models.TextField("scheduling notes", blank=True)
+    notes = EncryptedTextField("scheduling notes", blank=True)  # encrypted at rest
 
     objects = MaintenancePlanQuerySet.as_manager()
 

@@ -9,7 +9,11 @@ clinician      every patient    every patient       every patient       every pa
 scheduler      every patient    every patient       no                  no
 patient        their own only   no                  no                  no
 superuser      every patient    every patient       every patient       every patient
+auditor        no               no                  no                  no
 =============  ===============  ==================  ==================  ===================
+
+Auditors read the audit trail (audit/: who saw and who changed each record) and nothing
+else; their group is created by audit/migrations/0002_auditor_role.py.
 
 "Clinical data" is vitals, doses, side effects, notes and acknowledgements; the record
 is demographics, appointments and progress (PHQ-9 totals), which schedulers need.
@@ -34,6 +38,8 @@ class Role(enum.StrEnum):
     CLINICIAN = "clinician"
     SCHEDULER = "scheduler"
     PATIENT = "patient"
+    #: Reads the audit trail (audit/), and nothing of the clinic's records otherwise.
+    AUDITOR = "auditor"
 
 
 STAFF_ROLES = frozenset({Role.CLINICIAN, Role.SCHEDULER})
@@ -68,6 +74,11 @@ def is_staff_member(user: User) -> bool:
 def is_clinician(user: User) -> bool:
     """Clinicians (and superusers) record clinical data."""
     return _is_superuser(user) or has_role(user, Role.CLINICIAN)
+
+
+def is_auditor(user: User) -> bool:
+    """Auditors (and superusers) search the audit trail."""
+    return _is_superuser(user) or has_role(user, Role.AUDITOR)
 
 
 def can_view_patient(user: User, patient: Patient) -> bool:

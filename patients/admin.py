@@ -33,7 +33,7 @@ class PatientAdmin(admin.ModelAdmin):
         "primary_clinician",
     )
     list_filter = ("status", "primary_diagnosis", "primary_clinician")
-    search_fields = ("mrn", "last_name", "first_name", "email")
+    search_fields = ("mrn", "last_name", "first_name")  # not the email: it is encrypted
     autocomplete_fields = ("primary_clinician", "user")
     readonly_fields = ("id", "created_at", "updated_at")
     list_select_related = ("primary_clinician",)

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinic.db import PublicModel
+from clinic.encryption import EncryptedCharField, EncryptedEmailField, EncryptedTextField
 from patients.phq9 import ITEM_FIELDS, ITEM_QUESTIONS, SAFETY_ITEM, Answer, Difficulty, Severity, severity_for_total
 
 MIN_WEIGHT_KG = Decimal("20.0")
@@ -45,11 +46,13 @@ class Patient(PublicModel):
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
     date_of_birth = models.DateField()
-    email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=32, blank=True)
-    address = models.TextField(blank=True)
-    emergency_contact_name = models.CharField(max_length=200, blank=True)
-    emergency_contact_phone = models.CharField(max_length=32, blank=True)
+    # Contact details are encrypted at rest (clinic/encryption.py): they cannot be searched
+    # or sorted on, unlike the name, record number and date of birth above.
+    email = EncryptedEmailField(blank=True)
+    phone = EncryptedCharField(max_length=32, blank=True)
+    address = EncryptedTextField(blank=True)
+    emergency_contact_name = EncryptedCharField(max_length=200, blank=True)
+    emergency_contact_phone = EncryptedCharField(max_length=32, blank=True)
     primary_diagnosis = models.CharField(max_length=32, choices=Diagnosis.choices)
     weight_kg = models.DecimalField(
         "current weight (kg)",
@@ -197,7 +200,7 @@ class PHQ9Assessment(PublicModel):
     safety_acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    safety_action = models.TextField("action taken", blank=True)
+    safety_action = EncryptedTextField("action taken", blank=True)
 
     class Meta:
         verbose_name = "PHQ-9 assessment"

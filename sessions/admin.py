@@ -245,7 +245,7 @@ class SideEffectAdmin(LockedChildAdmin):
 class InfusionAmendmentAdmin(admin.ModelAdmin):
     list_display = ("session", "created_at", "author", "reason")
     list_filter = ("created_at",)
-    search_fields = ("session__patient__mrn", "session__patient__last_name", "reason", "author__username")
+    search_fields = ("session__patient__mrn", "session__patient__last_name", "author__username")  # reason: encrypted
     list_select_related = ("session__patient", "author")
     readonly_fields = ("session", "author", "reason", "changes", "created_at")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -12,6 +13,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from clinic.db import PublicModel
+from clinic.encryption import EncryptedCharField, EncryptedJSONField, EncryptedTextField
 from patients.models import MAX_WEIGHT_KG, MIN_WEIGHT_KG, Patient, PHQ9Assessment
 from patients.phq9 import phq9_baseline
 from sessions.dosing import DOSE_TOLERANCE_MG, MAX_FIXED_MG, MAX_MG_PER_KG
@@ -129,7 +131,7 @@ class InductionSeries(PublicModel):
     infusions_per_week = models.PositiveSmallIntegerField()
     start_date = models.DateField()
     discontinued_at = models.DateTimeField(null=True, blank=True)
-    discontinued_reason = models.TextField(blank=True)
+    discontinued_reason = EncryptedTextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -208,6 +210,33 @@ class SessionLocked(ValidationError):
     """A signed infusion record was changed outside an amendment."""
 
 
+#: The signed-record lock holds in the database too, whoever writes: the ORM, a bulk
+#: update, the admin or plain SQL. sessions.services.session_amend is the one writer let
+#: past it, inside ``pgtrigger.ignore(SIGNED_RECORD_LOCK)``.
+SIGNED_RECORD_LOCK = "infusions.InfusionSession:signed_record_lock"
+_LOCKED_MESSAGE = "This infusion record is signed and locked; record a correction as an amendment."
+
+
+def _signed_session_children_lock() -> pgtrigger.Trigger:
+    """Vitals and side effects of a signed session cannot be added, changed or removed."""
+    locked = "EXISTS (SELECT 1 FROM infusions_infusionsession WHERE id = {row}.session_id AND signed_at IS NOT NULL)"
+    return pgtrigger.Trigger(
+        name="signed_record_lock",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+        func=f"""
+            IF TG_OP <> 'INSERT' THEN
+                IF {locked.format(row="OLD")} THEN RAISE EXCEPTION '{_LOCKED_MESSAGE}'; END IF;
+            END IF;
+            IF TG_OP <> 'DELETE' THEN
+                IF {locked.format(row="NEW")} THEN RAISE EXCEPTION '{_LOCKED_MESSAGE}'; END IF;
+                RETURN NEW;
+            END IF;
+            RETURN OLD;
+        """,
+    )
+
+
 class DissociationScale(models.TextChoices):
     CADSS = "cadss", "CADSS (23 items, 0-92)"
     CADSS6 = "cadss6", "CADSS-6 short form (0-24)"
@@ -259,8 +288,9 @@ class InfusionSession(PublicModel):
     discharged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    notes = models.TextField("clinical notes", blank=True)
-    status_reason = models.CharField(max_length=200, blank=True, help_text="Why a session was cancelled or missed.")
+    # Free text is encrypted at rest (clinic/encryption.py), and so cannot be searched.
+    notes = EncryptedTextField("clinical notes", blank=True)
+    status_reason = EncryptedCharField(max_length=200, blank=True, help_text="Why a session was cancelled or missed.")
     signed_at = models.DateTimeField(null=True, blank=True)
     signed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -268,6 +298,15 @@ class InfusionSession(PublicModel):
 
     class Meta:
         ordering = ["scheduled_at"]
+        triggers = [
+            pgtrigger.Trigger(
+                name="signed_record_lock",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update | pgtrigger.Delete,
+                condition=pgtrigger.Q(old__signed_at__isnull=False),
+                func=f"RAISE EXCEPTION '{_LOCKED_MESSAGE}';",
+            ),
+        ]
         indexes = [
             # Patient page timeline and the last infusion of a patient.
             models.Index(fields=["patient", "-scheduled_at"], name="session_patient_sched_idx"),
@@ -451,6 +490,7 @@ class VitalSignReading(LockedChildMixin, PublicModel):
 
     class Meta:
         ordering = ["taken_at"]
+        triggers = [_signed_session_children_lock()]
         constraints = [
             models.CheckConstraint(condition=Q(phase__in=VitalPhase.values), name="vitals_phase_valid"),
             models.CheckConstraint(
@@ -516,9 +556,10 @@ class SideEffect(LockedChildMixin, PublicModel):
     session = models.ForeignKey(InfusionSession, on_delete=models.CASCADE, related_name="side_effects")
     kind = models.CharField(max_length=24, choices=SideEffectKind.choices)
     severity = models.CharField(max_length=16, choices=SideEffectSeverity.choices, default=SideEffectSeverity.MILD)
-    note = models.CharField(max_length=300, blank=True)
+    note = EncryptedCharField(max_length=300, blank=True)
 
     class Meta:
+        triggers = [_signed_session_children_lock()]
         constraints = [
             models.UniqueConstraint(
                 fields=["session", "kind"],
@@ -553,12 +594,15 @@ class InfusionAmendment(PublicModel):
 
     session = models.ForeignKey(InfusionSession, on_delete=models.PROTECT, related_name="amendments")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    reason = models.TextField()
-    changes = models.JSONField(default=dict)
+    reason = EncryptedTextField()
+    # Encrypted as a whole: it holds the original notes an amendment replaced.
+    changes = EncryptedJSONField(default=dict)
 
     class Meta:
         ordering = ["created_at"]
         constraints = [models.CheckConstraint(condition=~Q(reason=""), name="amendment_reason_given")]
+        # An amendment is the correction's own record: it is never rewritten or removed.
+        triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def __str__(self) -> str:
         return f"Amendment to {self.session} at {timezone.localtime(self.created_at):%Y-%m-%d %H:%M}"

@@ -23,14 +23,14 @@ from tests.factories import PatientFactory, UserFactory
 
 roles_migration = importlib.import_module("patients.migrations.0002_roles")
 
-ROLE_NAMES = {"clinician", "scheduler", "patient"}
+ROLE_NAMES = {"clinician", "scheduler", "patient", "auditor"}
 
 
 # --- The groups --------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_it_creates_the_three_role_groups_in_a_migration():
+def test_it_creates_the_role_groups_in_migrations():
     # No user fixture here: the groups must come from the migrations alone.
     assert set(Group.objects.filter(name__in=ROLE_NAMES).values_list("name", flat=True)) == ROLE_NAMES
     assert {role.value for role in Role} == ROLE_NAMES
@@ -38,11 +38,12 @@ def test_it_creates_the_three_role_groups_in_a_migration():
 
 @pytest.mark.django_db
 def test_the_roles_migration_is_reversible_and_idempotent():
+    staff_roles = ROLE_NAMES - {"auditor"}  # the auditor's group is the audit app's
     roles_migration.remove_roles(apps, None)
-    assert not Group.objects.filter(name__in=ROLE_NAMES).exists()
+    assert not Group.objects.filter(name__in=staff_roles).exists()
     roles_migration.create_roles(apps, None)
     roles_migration.create_roles(apps, None)
-    assert sorted(Group.objects.filter(name__in=ROLE_NAMES).values_list("name", flat=True)) == sorted(ROLE_NAMES)
+    assert sorted(Group.objects.filter(name__in=staff_roles).values_list("name", flat=True)) == sorted(staff_roles)
 
 
 # --- The access table ----------------------------------------------------------------

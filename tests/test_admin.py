@@ -14,6 +14,8 @@ from django.contrib.auth.models import Group
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from knox.models import AuthToken
 
 from clinic.admin import ClinicAdminSite
@@ -128,6 +130,9 @@ def every_record(given_session, clinician, scheduler, patient, protocol):
     )
     AccessFailureLog.objects.create(username="someone", ip_address="192.0.2.1", user_agent="test", locked_out=False)
     JobRun.objects.create(name="reminder-scan", last_success_at=timezone.now())
+    # Two-factor devices (django-otp), of someone other than the superuser browsing the admin.
+    TOTPDevice.objects.create(user=scheduler, name="default")
+    StaticDevice.objects.create(user=scheduler, name="backup").token_set.create(token="abcd2345")
     notify(
         recipients=[scheduler],
         kind=NotificationKind.BOOSTER_STAGE,

@@ -206,6 +206,8 @@ def tables_holding(text: str) -> list[str]:
     found = []
     with connection.cursor() as cursor:
         for model in apps.get_models(include_auto_created=True):
+            if not model._meta.managed or model._meta.proxy:
+                continue  # views (pghistory's event aggregates) and proxies of other tables
             table = connection.ops.quote_name(model._meta.db_table)
             cursor.execute(f"SELECT count(*) FROM {table} AS t WHERE row_to_json(t)::text LIKE %s", [f"%{text}%"])
             if cursor.fetchone()[0]:

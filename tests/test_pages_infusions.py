@@ -239,7 +239,7 @@ def many_patients_booked(count: int, protocol, by) -> None:
 def test_today_runs_a_fixed_number_of_queries(client, clinician, clock, protocol, rows, django_assert_max_num_queries):
     many_patients_booked(rows, protocol, clinician)
     login(client, clinician)
-    with django_assert_max_num_queries(7):  # session, user, roles, unread count, the day's rows
+    with django_assert_max_num_queries(8):  # session, user, roles, unread count, the day's rows, the access log
         response = client.get(reverse("infusions:today"))
     assert response.context["count"] == rows
 
@@ -768,6 +768,8 @@ def test_the_week_runs_a_fixed_number_of_queries(
 ):
     many_patients_booked(rows, protocol, scheduler)
     login(client, scheduler)
-    with django_assert_max_num_queries(8):  # session, user, roles, unread count, closed days, the week's rows
+    with django_assert_max_num_queries(
+        9
+    ):  # session, user, roles, unread count, closed days, the week's rows, the access log
         response = client.get(reverse("infusions:week"))
     assert response.context["count"] == rows * 2  # Monday and Thursday of each series

@@ -363,7 +363,7 @@ def test_the_board_page_takes_a_fixed_number_of_queries(client, scheduler, proto
     many_patients(25, protocol, clinician)
     with CaptureQueriesContext(connection) as many:
         assert client.get(reverse("maintenance:board")).status_code == 200
-    assert len(many) == len(few) <= 15
+    assert len(many) == len(few) <= 16  # with the access-log row
 
 
 # --- Booking a booster -----------------------------------------------------------------

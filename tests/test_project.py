@@ -31,6 +31,7 @@ def run_django(env_overrides: dict[str, str], code: str = "import django; django
 
 PRODUCTION = {
     "DJANGO_SECRET_KEY": "x" * 50,
+    "CLINIC_FIELD_ENCRYPTION_KEYS": "nTdG-_DMr-yw456XuZhIjy5BwR-tSiOhAyrq9UaGnR4=",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/clinic",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
 }

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
@@ -201,6 +202,7 @@ def production_env(**extra: str) -> dict[str, str]:
         DATABASE_URL="postgres://clinic:secret@db.internal:5432/clinic",
         REDIS_URL="redis://cache.internal:6379/0",
         DJANGO_ALLOWED_HOSTS="clinic.example.org",
+        CLINIC_FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         **extra,
     )
     return env

@@ -11,7 +11,7 @@ import pytest
 import time_machine
 from django.contrib.auth import authenticate
 from django.core.management import call_command
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 from maintenance.models import BoosterStage
 from maintenance.selectors import booster_status
@@ -85,3 +85,15 @@ def test_the_demo_clinic_has_every_stage_of_care_working_logins_and_loads_once()
     totals = [a.total for a in demo_patient.phq9_assessments.order_by("taken_at")]
     assert len(totals) >= 10
     assert totals[-1] <= totals[0] / 2  # a responder
+
+    # The auditor reads the demo patient's trail: every record the demo loaded, by seed_demo.
+    auditor = authenticate(RequestFactory().post("/accounts/login/"), username="auditor", password="demo")
+    assert access.is_auditor(auditor)
+    assert not access.is_staff_member(auditor)
+    client = Client()
+    client.force_login(auditor)
+    page = client.get("/audit/", {"patient": demo_patient.mrn})
+    assert page.status_code == 200
+    changes = page.context["changes"]
+    assert {change.record for change in changes} >= {"patient", "PHQ-9 assessment", "infusion session"}
+    assert {change.command for change in changes} == {"seed_demo"}

@@ -4,7 +4,7 @@ Everything is written through the same services as the staff screens, so the dem
 obeys every rule (clinic days, spacing, doses, signatures). Dates are relative to today.
 Running it again leaves an existing demo clinic as it is.
 
-Demo logins (password ``demo``): admin (superuser), clinician, scheduler, patient.
+Demo logins (password ``demo``): admin (superuser), clinician, scheduler, auditor, patient.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 
+import pghistory
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -55,6 +57,7 @@ STAFF = [
     ("nurse", "Priya", "Raman", Role.CLINICIAN),
     ("scheduler", "Sam", "Ortiz", Role.SCHEDULER),
     ("scheduler2", "Jo", "Kim", Role.SCHEDULER),
+    ("auditor", "Rae", "Ahmed", Role.AUDITOR),
 ]
 
 FIRST_NAMES = [
@@ -99,7 +102,9 @@ class Command(BaseCommand):
             return
         self.rng = random.Random(SEED)
         self.today = timezone.localdate()
-        with transaction.atomic():
+        # The change history names this command as the author of every demo record.
+        history = pghistory.context(command="seed_demo") if connection.vendor == "postgresql" else nullcontext()
+        with transaction.atomic(), history:
             self._load()
             self._clear_historical_alerts()
         self.stdout.write(
