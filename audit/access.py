@@ -15,6 +15,7 @@ from axes.helpers import get_client_ip_address
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, ResolverMatch, resolve
 
 from audit.models import AccessLog, Channel, Outcome
 from patients import access
@@ -75,6 +76,23 @@ API_RESOURCES: dict[str, str | None] = {
 NOT_LOGGED = frozenset({"health", "api:schema", "api:docs"})
 
 
+# Query parameters of API lists that narrow them to one record: parameter -> its model.
+API_FILTERS: dict[str, str] = {
+    "patient": "patients.patient",
+    "series": "infusions.inductionseries",
+}
+
+#: Set on a request by code that stops it before (or instead of) its view, such as the
+#: two-factor gate: the request is logged as refused whatever its status.
+REFUSED_MARK = "audit_refused"
+#: Set on a request by code that signs its user out before the response (the two-factor
+#: gate): the log still names who asked.
+USER_MARK = "audit_user"
+#: Set on a request by a view that shows one patient's data under a URL that does not
+#: name them (the audit search): the log names that patient.
+PATIENT_MARK = "audit_patient_id"
+
+
 @dataclass(frozen=True)
 class Address:
     """What a request's URL names: the record (model and id) and the channel."""
@@ -82,12 +100,21 @@ class Address:
     channel: str
     model: str | None = None
     object_id: str = ""
-    patient_param: str = ""  # a ?patient= filter on an API list
     own_record: bool = False  # the portal: the signed-in patient's own record
 
 
+def _resolve(request: HttpRequest) -> ResolverMatch | None:
+    """The URL's match; resolved here when a middleware answered before the view's turn."""
+    if request.resolver_match is not None:
+        return request.resolver_match
+    try:
+        return resolve(request.path_info)
+    except Resolver404:
+        return None
+
+
 def address_of(request: HttpRequest) -> Address | None:
-    match = request.resolver_match
+    match = _resolve(request)
     if match is None:  # no URL matched (a 404 before any view)
         return Address(channel=Channel.API if request.path.startswith("/api/") else Channel.PAGE)
     name = match.view_name
@@ -98,13 +125,17 @@ def address_of(request: HttpRequest) -> Address | None:
         return _admin_address(match.url_name or "", kwargs)
     if match.namespace == "api":
         initkwargs = getattr(match.func, "initkwargs", {})
-        model = API_RESOURCES.get(initkwargs.get("basename", ""))
-        return Address(
-            channel=Channel.API,
-            model=model,
-            object_id=str(kwargs.get("pk", "")),
-            patient_param=request.GET.get("patient", "") if request.method == "GET" else "",
-        )
+        if "pk" in kwargs:
+            return Address(
+                channel=Channel.API,
+                model=API_RESOURCES.get(initkwargs.get("basename", "")),
+                object_id=str(kwargs["pk"]),
+            )
+        if request.method == "GET":  # a list narrowed to one patient's records
+            for parameter, model in API_FILTERS.items():
+                if request.GET.get(parameter):
+                    return Address(channel=Channel.API, model=model, object_id=request.GET[parameter])
+        return Address(channel=Channel.API)
     if match.namespace == "portal":
         return Address(channel=Channel.PAGE, own_record=True)
     return Address(channel=Channel.PAGE, model=PAGES.get(name), object_id=str(kwargs.get("pk", "")))
@@ -165,7 +196,7 @@ def outcome_of(status: int, *, exists: bool, may_view: bool) -> str:
 
 def record(request: HttpRequest, response: HttpResponse) -> AccessLog | None:
     """Write the access-log row for a signed-in user's request (None for other requests)."""
-    user = getattr(request, "user", None)
+    user = getattr(request, USER_MARK, None) or getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
     address = address_of(request)
@@ -174,14 +205,26 @@ def record(request: HttpRequest, response: HttpResponse) -> AccessLog | None:
     exists, patient_id, patient_user_id = False, None, None
     if address.model and address.object_id:
         exists, patient_id, patient_user_id = patient_of(address.model, address.object_id)
-    elif address.patient_param:
-        exists, patient_id, patient_user_id = patient_of("patients.patient", address.patient_param)
     elif address.own_record:
         from patients.models import Patient
 
         patient_id = Patient.objects.filter(user_id=user.pk).values_list("id", flat=True).first()
         patient_user_id, exists = user.pk, patient_id is not None
-    may_view = patient_id is None or access.is_staff_member(user) or patient_user_id == user.pk
+    elif getattr(request, PATIENT_MARK, None) is not None:
+        patient_id, exists = getattr(request, PATIENT_MARK), True
+    if address.channel == Channel.ADMIN:
+        from django.contrib import admin
+
+        # The admin is the superusers': anyone else was turned away, whatever the status.
+        may_view = admin.site.has_permission(request)
+    else:
+        may_view = patient_id is None or access.is_staff_member(user) or patient_user_id == user.pk
+    if getattr(request, PATIENT_MARK, None) is not None:
+        may_view = True  # the view itself chose to show this patient
+    outcome = outcome_of(response.status_code, exists=exists, may_view=may_view)
+    if getattr(request, REFUSED_MARK, False):
+        outcome = Outcome.REFUSED
+    match = _resolve(request)
     entry = AccessLog(
         user_id=user.pk,
         username=user.get_username(),
@@ -189,10 +232,10 @@ def record(request: HttpRequest, response: HttpResponse) -> AccessLog | None:
         channel=address.channel,
         method=request.method[:8],
         path=request.path[:300],
-        view=(request.resolver_match.view_name if request.resolver_match else "")[:100],
-        object_id=(address.object_id or address.patient_param)[:64] if (address.model or address.patient_param) else "",
+        view=(match.view_name if match else "")[:100],
+        object_id=address.object_id[:64] if address.model else "",
         status_code=response.status_code,
-        outcome=outcome_of(response.status_code, exists=exists, may_view=may_view),
+        outcome=outcome,
         ip_address=get_client_ip_address(request),
     )
     # Written after the view's transaction (ATOMIC_REQUESTS) has committed or rolled back,

@@ -6,8 +6,9 @@ task, a bulk update or plain SQL. The snapshot after each change, next to the on
 it, gives what changed (before and after). The request's context (user, path, client
 address) is attached by audit.middleware.HistoryContextMiddleware.
 
-The event tables live in this app and are append-only (PGHISTORY_APPEND_ONLY: a trigger
-refuses UPDATE and DELETE). On SQLite (the embedded ``make run`` default) there are no
+The event tables live in this app and are append-only: hand-written triggers refuse
+UPDATE, DELETE and TRUNCATE (audit/migrations/0005_database_guards.py; not pgtrigger's
+own, which a session can switch off with one ``set_config``). On SQLite (the embedded ``make run`` default) there are no
 triggers, so no change history is kept: the audit page says so.
 """
 
@@ -50,4 +51,4 @@ TRACKED = {
 }
 
 for _model, _name in TRACKED.items():
-    pghistory.track(*trackers(), exclude=NOT_SNAPSHOT, model_name=_name, app_label="audit", append_only=True)(_model)
+    pghistory.track(*trackers(), exclude=NOT_SNAPSHOT, model_name=_name, app_label="audit")(_model)

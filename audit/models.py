@@ -1,13 +1,13 @@
 """The audit trail: who read which patient's record (the access log) and who changed
 what (change history kept by PostgreSQL triggers, see audit/history.py).
 
-Both are append-only in the database itself: triggers refuse UPDATE and DELETE on their
-tables, so neither the application, the admin nor a plain SQL statement can rewrite them.
+Both are append-only in the database itself: triggers refuse UPDATE, DELETE and TRUNCATE
+on their tables (audit/migrations/0005_database_guards.py), so neither the application,
+the admin nor a plain SQL statement can rewrite them.
 """
 
 from __future__ import annotations
 
-import pgtrigger
 from django.conf import settings
 from django.db import models
 
@@ -69,9 +69,6 @@ class AccessLog(models.Model):
             models.Index(fields=["patient", "-at"], name="accesslog_patient_at"),
             # The audit search: one user's requests, newest first.
             models.Index(fields=["user", "-at"], name="accesslog_user_at"),
-        ]
-        triggers = [
-            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
         ]
 
     def __str__(self) -> str:

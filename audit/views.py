@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from audit import access as audit_access
 from audit import trail
 from audit.models import AccessLog, Channel, Outcome
 from clinic.decorators import role_required
@@ -98,6 +99,9 @@ def search(request):
             context["more_matches"] = len(matches) > MATCHES_SHOWN
             return render(request, "audit/search.html", context)
         patient = matches[0]
+        # The page shows this patient's record (contact details and notes in the changes):
+        # the auditor's own read is logged with the patient, as any other read is.
+        setattr(request, audit_access.PATIENT_MARK, patient.pk)
     if data.get("user"):
         subject = get_user_model().objects.filter(username=data["user"].strip()).first()
         if subject is None:

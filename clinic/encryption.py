@@ -23,17 +23,17 @@ encrypts each leaf as a string, so numbers, true/false and null would come back 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import pgtrigger
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.exceptions import FieldError
+from django.core.exceptions import FieldError, ImproperlyConfigured
+from django.db import DatabaseError, migrations, models, transaction
 from django.db import connection as default_connection
-from django.db import migrations, models, transaction
 from django.db.models.lookups import Exact, IsNull
 from encrypted_fields import fields as library
 
@@ -191,8 +191,7 @@ def _rewrite_columns(
             changed = [value if value is None or value == "" else change(value) for value in values]
             if changed != values:
                 updates.append([*changed, pk])
-        # One UPDATE per batch (not executemany: pgtrigger.ignore, which key rotation runs
-        # under, prefixes each statement and cannot prefix an executemany).
+        # One UPDATE per batch of rows (far fewer round trips than one per row).
         assignments = ", ".join(f"{quote(column)} = v.{quote(column)}" for column in columns)
         names = ", ".join(quote(column) for column in columns)
         row = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
@@ -265,10 +264,28 @@ def rotate_keys(connection=default_connection) -> int:
 
     rewritten = 0
     # Rotation changes the ciphertext, never the plaintext. It is the one rewrite allowed
-    # past the database's triggers: the append-only change history (whose old rows hold
-    # values under the old keys too), the signed-record lock, and the history triggers
-    # themselves (a rotation is not a change to anyone's record).
-    with transaction.atomic(using=connection.alias), pgtrigger.ignore(databases=[connection.alias]):
-        for model, columns in encrypted_columns().items():
-            rewritten += _rewrite_columns(connection, model._meta.db_table, model._meta.pk.column, columns, rotate)
+    # past the database's triggers: the append-only audit trail (whose old rows hold values
+    # under the old keys too), the signed-record lock, and the history triggers themselves
+    # (a rotation is not a change to anyone's record). Replica mode turns triggers off for
+    # this transaction only, and only a privileged role may ask for it: run the rotation as
+    # the database's owner or a superuser, not as the application's role.
+    with transaction.atomic(using=connection.alias):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute("SET LOCAL session_replication_role = replica")
+                except DatabaseError as error:
+                    raise ImproperlyConfigured(
+                        "Key rotation rewrites the audit trail's ciphertext past its triggers: run it as a "
+                        "database role allowed to SET session_replication_role (a superuser)."
+                    ) from error
+        try:
+            for model, columns in encrypted_columns().items():
+                rewritten += _rewrite_columns(connection, model._meta.db_table, model._meta.pk.column, columns, rotate)
+        finally:
+            # Triggers back on, also when this runs inside a larger transaction (a failed
+            # rewrite rolls back, and the setting with it).
+            if connection.vendor == "postgresql":
+                with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL session_replication_role = origin")
     return rewritten

@@ -48,7 +48,7 @@ def idle_minutes(user) -> int:
 
     from patients import access
 
-    if access.is_staff_member(user) or user.is_superuser:
+    if access.is_staff_member(user) or access.is_auditor(user):  # auditors read PHI too
         return settings.CLINIC_STAFF_SESSION_IDLE_MINUTES
     return settings.CLINIC_PATIENT_SESSION_IDLE_MINUTES
 

@@ -23,6 +23,8 @@ same test the login wizard makes, so the wizard, the gate and the API never disa
 
 from __future__ import annotations
 
+import time
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -40,6 +42,7 @@ from two_factor import views as two_factor_views
 from two_factor.forms import MethodForm
 from two_factor.utils import default_device, get_otpauth_url, totp_digits
 
+from audit import access as audit_access
 from patients import access
 
 #: What the gate and the API say to staff who must set up two-factor first.
@@ -113,8 +116,28 @@ def mark_password_only_login(sender, request, user, **kwargs) -> None:
     an account with two-factor: the gate ends that session at its next request. Checked
     once per login, so that the gate needs no query on every request."""
     session = getattr(request, "session", None)
-    if session is not None and getattr(user, "otp_device", None) is None and has_two_factor(user):
+    if session is None:
+        return
+    session[DEVICES_CHECKED_AT] = time.time()
+    if getattr(user, "otp_device", None) is None and has_two_factor(user):
         session[PASSWORD_ONLY] = True
+
+
+#: When the gate last asked whether this session's account has a device (epoch seconds).
+DEVICES_CHECKED_AT = "_clinic_two_factor_checked_at"
+#: How often a password-only session asks again: an account that sets up two-factor (its
+#: owner fears the password leaked) has its other password-only sessions ended this soon.
+RECHECK_SECONDS = 60
+
+
+def _device_set_up_since(request, user) -> bool:
+    """Whether the account now has a device, asked at most once a minute per session (one
+    query then; none on other requests)."""
+    now = time.time()
+    if now - request.session.get(DEVICES_CHECKED_AT, 0) < RECHECK_SECONDS:
+        return False
+    request.session[DEVICES_CHECKED_AT] = now
+    return has_two_factor(user)
 
 
 def gate(request):
@@ -129,8 +152,11 @@ def gate(request):
     if getattr(user, "is_verified", lambda: False)():
         return None  # gave a code in this session
     required = required_for(user)
-    if request.session.get(PASSWORD_ONLY) or (required and has_two_factor(user)):
+    if request.session.get(PASSWORD_ONLY) or (required and has_two_factor(user)) or _device_set_up_since(request, user):
         # The account has two-factor, and this session did not give a code: not a session.
+        # The access log still names who asked, and that they were turned away.
+        setattr(request, audit_access.USER_MARK, user)
+        setattr(request, audit_access.REFUSED_MARK, True)
         logout(request)
         request.user.otp_device = None
         request.user.is_verified = lambda: False
@@ -139,6 +165,7 @@ def gate(request):
         messages.info(request, "This account uses two-factor authentication: log in with your password and a code.")
         return redirect_to_login(request.get_full_path())
     if required and request.path_info not in _setup_paths():
+        setattr(request, audit_access.REFUSED_MARK, True)
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": SETUP_REQUIRED}, status=403)
         return redirect("two_factor:setup")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -210,31 +209,11 @@ class SessionLocked(ValidationError):
     """A signed infusion record was changed outside an amendment."""
 
 
-#: The signed-record lock holds in the database too, whoever writes: the ORM, a bulk
-#: update, the admin or plain SQL. sessions.services.session_amend is the one writer let
-#: past it, inside ``pgtrigger.ignore(SIGNED_RECORD_LOCK)``.
-SIGNED_RECORD_LOCK = "infusions.InfusionSession:signed_record_lock"
+#: The signed-record lock holds in the database too, whoever writes (the ORM, a bulk
+#: update, the admin or plain SQL): triggers in audit/migrations/0005_database_guards.py
+#: refuse to change or delete a signed infusion, or its vitals and side effects, unless the
+#: same transaction has recorded an amendment to it (sessions.services.session_amend).
 _LOCKED_MESSAGE = "This infusion record is signed and locked; record a correction as an amendment."
-
-
-def _signed_session_children_lock() -> pgtrigger.Trigger:
-    """Vitals and side effects of a signed session cannot be added, changed or removed."""
-    locked = "EXISTS (SELECT 1 FROM infusions_infusionsession WHERE id = {row}.session_id AND signed_at IS NOT NULL)"
-    return pgtrigger.Trigger(
-        name="signed_record_lock",
-        when=pgtrigger.Before,
-        operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
-        func=f"""
-            IF TG_OP <> 'INSERT' THEN
-                IF {locked.format(row="OLD")} THEN RAISE EXCEPTION '{_LOCKED_MESSAGE}'; END IF;
-            END IF;
-            IF TG_OP <> 'DELETE' THEN
-                IF {locked.format(row="NEW")} THEN RAISE EXCEPTION '{_LOCKED_MESSAGE}'; END IF;
-                RETURN NEW;
-            END IF;
-            RETURN OLD;
-        """,
-    )
 
 
 class DissociationScale(models.TextChoices):
@@ -298,15 +277,6 @@ class InfusionSession(PublicModel):
 
     class Meta:
         ordering = ["scheduled_at"]
-        triggers = [
-            pgtrigger.Trigger(
-                name="signed_record_lock",
-                when=pgtrigger.Before,
-                operation=pgtrigger.Update | pgtrigger.Delete,
-                condition=pgtrigger.Q(old__signed_at__isnull=False),
-                func=f"RAISE EXCEPTION '{_LOCKED_MESSAGE}';",
-            ),
-        ]
         indexes = [
             # Patient page timeline and the last infusion of a patient.
             models.Index(fields=["patient", "-scheduled_at"], name="session_patient_sched_idx"),
@@ -423,7 +393,7 @@ class InfusionSession(PublicModel):
 
     def clean(self) -> None:
         if self._stored_as_signed():
-            raise SessionLocked("This infusion record is signed and locked; record a correction as an amendment.")
+            raise SessionLocked(_LOCKED_MESSAGE)
         if self.scheduled_at:
             self.scheduled_on = clinic_date(self.scheduled_at)
         if self.series_id is not None and self.patient_id is not None and self.series.patient_id != self.patient_id:
@@ -433,7 +403,7 @@ class InfusionSession(PublicModel):
         # The lock holds for every save through the ORM; amendments write with
         # QuerySet.update() inside sessions.services.session_amend.
         if self._stored_as_signed():
-            raise SessionLocked("This infusion record is signed and locked; record a correction as an amendment.")
+            raise SessionLocked(_LOCKED_MESSAGE)
         self.scheduled_on = clinic_date(self.scheduled_at)
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "scheduled_at" in update_fields:
@@ -446,7 +416,7 @@ class LockedChildMixin:
 
     def _refuse_if_locked(self) -> None:
         if InfusionSession.objects.filter(pk=self.session_id, signed_at__isnull=False).exists():
-            raise SessionLocked("This infusion record is signed and locked; record a correction as an amendment.")
+            raise SessionLocked(_LOCKED_MESSAGE)
 
     def clean(self) -> None:
         self._refuse_if_locked()
@@ -490,7 +460,6 @@ class VitalSignReading(LockedChildMixin, PublicModel):
 
     class Meta:
         ordering = ["taken_at"]
-        triggers = [_signed_session_children_lock()]
         constraints = [
             models.CheckConstraint(condition=Q(phase__in=VitalPhase.values), name="vitals_phase_valid"),
             models.CheckConstraint(
@@ -559,7 +528,6 @@ class SideEffect(LockedChildMixin, PublicModel):
     note = EncryptedCharField(max_length=300, blank=True)
 
     class Meta:
-        triggers = [_signed_session_children_lock()]
         constraints = [
             models.UniqueConstraint(
                 fields=["session", "kind"],
@@ -597,12 +565,14 @@ class InfusionAmendment(PublicModel):
     reason = EncryptedTextField()
     # Encrypted as a whole: it holds the original notes an amendment replaced.
     changes = EncryptedJSONField(default=dict)
+    # Set by the database on insert (PostgreSQL's transaction id, whatever the client
+    # sends): the signed-record lock lets a signed session change only in a transaction
+    # that has recorded an amendment to it. Empty on SQLite, which has no such lock.
+    transaction_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at"]
         constraints = [models.CheckConstraint(condition=~Q(reason=""), name="amendment_reason_given")]
-        # An amendment is the correction's own record: it is never rewritten or removed.
-        triggers = [pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def __str__(self) -> str:
         return f"Amendment to {self.session} at {timezone.localtime(self.created_at):%Y-%m-%d %H:%M}"

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import pgtrigger
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.urls import reverse
@@ -26,7 +25,6 @@ from patients.services import parse_weight_kg, patient_record_weight
 from sessions.dosing import weight_based_dose_mg
 from sessions.models import (
     OCCUPYING_STATUSES,
-    SIGNED_RECORD_LOCK,
     InductionSeries,
     InfusionAmendment,
     InfusionSession,
@@ -578,10 +576,10 @@ def session_amend(*, session: InfusionSession, by, reason: str, changes: Mapping
     }
     if not diff:
         raise ValidationError("The amendment changes nothing.")
-    # The one change a signed record takes: past the database's lock, with the amendment
-    # (the original values and the reason) written in the same transaction.
-    with pgtrigger.ignore(SIGNED_RECORD_LOCK):
-        InfusionSession.objects.filter(pk=session.pk).update(
-            **{field: getattr(amended, field) for field in diff}, updated_at=timezone.now()
-        )
-    return InfusionAmendment.objects.create(session=session, author=by, reason=reason, changes=diff)
+    # The amendment first (the original values and the reason): the database's lock lets a
+    # signed record change only in a transaction that has recorded an amendment to it.
+    amendment = InfusionAmendment.objects.create(session=session, author=by, reason=reason, changes=diff)
+    InfusionSession.objects.filter(pk=session.pk).update(
+        **{field: getattr(amended, field) for field in diff}, updated_at=timezone.now()
+    )
+    return amendment

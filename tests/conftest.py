@@ -49,6 +49,25 @@ def _check_services() -> list[str]:
     return problems
 
 
+def _flush_past_the_audit_guards() -> None:
+    """Transactional tests empty every table between tests with TRUNCATE, which the audit
+    trail's guards refuse (audit/migrations/0006_database_guards.py). The test database's
+    superuser flushes in replica mode, where triggers do not fire, for that one statement's
+    transaction. Production never flushes."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        statements = original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return ["SET LOCAL session_replication_role = replica", *statements] if statements else statements
+
+    DatabaseOperations.sql_flush = sql_flush
+
+
+_flush_past_the_audit_guards()
+
+
 def pytest_sessionstart(session):
     problems = _check_services()
     if not problems:

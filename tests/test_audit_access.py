@@ -251,7 +251,7 @@ def entry(client, clinician, patient):
 )
 def test_plain_sql_cannot_update_or_delete_the_access_log(entry, statement):
     with (
-        pytest.raises(DatabaseError, match="Cannot update or delete"),
+        pytest.raises(DatabaseError, match="cannot be changed or deleted"),
         transaction.atomic(),
         connection.cursor() as cursor,
     ):

@@ -187,7 +187,7 @@ def test_every_event_table_refuses_update_and_delete(every_record, patient):
         table = model._meta.db_table
         for statement in (f"UPDATE {table} SET pgh_label = 'x'", f"DELETE FROM {table}"):
             with (
-                pytest.raises(DatabaseError, match="Cannot update or delete"),
+                pytest.raises(DatabaseError, match="cannot be changed or deleted"),
                 transaction.atomic(),
                 connection.cursor() as cursor,
             ):
@@ -266,9 +266,32 @@ def test_an_amendment_is_the_one_change_a_signed_infusion_takes_and_it_is_kept(g
         "DELETE FROM infusions_infusionamendment WHERE id = %s",
     ):
         with (
-            pytest.raises(DatabaseError, match="Cannot update or delete"),
+            pytest.raises(DatabaseError, match="cannot be changed or deleted"),
             transaction.atomic(),
             connection.cursor() as cursor,
         ):
             cursor.execute(sql, [amendment.pk])
     assert InfusionAmendment.objects.get(pk=amendment.pk).reason == "Wrong score"
+
+
+@pytest.mark.django_db
+def test_the_lock_does_not_stand_aside_for_pgtrigger_ignore(given_session):
+    refused(
+        "SELECT set_config('pgtrigger.ignore', '{clinic_guard_signed_session}', true);"
+        " UPDATE infusions_infusionsession SET dose_mg = 99 WHERE id = %s",
+        [given_session.pk],
+    )
+
+
+@pytest.mark.django_db
+def test_the_database_not_the_client_says_in_which_transaction_an_amendment_was_written(given_session, clinician):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO infusions_infusionamendment"
+            " (id, session_id, author_id, reason, changes, transaction_id, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), %s, %s, 'forged', '', 1, now(), now()) RETURNING transaction_id",
+            [given_session.pk, clinician.pk],
+        )
+        (written,) = cursor.fetchone()
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        assert written == cursor.fetchone()[0] != 1

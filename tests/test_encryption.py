@@ -471,9 +471,11 @@ def test_the_migrations_encrypt_the_rows_stored_before_them_and_reverse():
             assert stored.startswith("gAAAAA"), (model, field)
             for word in words(value):
                 assert word not in stored
-            assert getattr(model.objects.get(pk=old[model].pk), field) == value
+            # Only this column: later migrations add others the table does not have yet.
+            assert model.objects.filter(pk=old[model].pk).values_list(field, flat=True).get() == value
         # JSON keeps its types; empty values stay empty.
-        assert InfusionAmendment.objects.get(pk=old[InfusionAmendment].pk).changes["dissociation_score"] == {
+        amended = InfusionAmendment.objects.filter(pk=old[InfusionAmendment].pk).values_list("changes", flat=True)
+        assert amended.get()["dissociation_score"] == {
             "from": None,
             "to": 12,
         }
