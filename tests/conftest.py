@@ -100,6 +100,12 @@ def scheduler(db):
 
 
 @pytest.fixture
+def auditor(db):
+    """Reads the audit trail, and nothing else."""
+    return factories.UserFactory(username="rae_auditor", role="auditor")
+
+
+@pytest.fixture
 def superuser(db):
     return factories.UserFactory(username="root", is_superuser=True, is_staff=True)
 

@@ -17,13 +17,8 @@ from audit.models import AccessLog
 from patients.models import Patient
 from sessions.models import InfusionAmendment, InfusionSession
 from sessions.services import session_amend
-from tests.factories import PatientFactory, UserFactory
+from tests.factories import PatientFactory
 from tests.test_admin import every_record, given_session  # noqa: F401  (fixtures)
-
-
-@pytest.fixture
-def auditor(db):
-    return UserFactory(username="rae_auditor", role="auditor")
 
 
 def events(model_name: str, **filters):

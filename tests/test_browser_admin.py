@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser import log_in
 from tests.factories import PatientFactory, PHQ9Factory, UserFactory
 
 PASSWORD = "correct horse battery staple"
@@ -13,20 +14,13 @@ PASSWORD = "correct horse battery staple"
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/admin/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-
-
 def test_a_superuser_logs_in_and_finds_a_patient_with_their_phq9s(page, live_server, screenshot):
     UserFactory(username="root", is_superuser=True, is_staff=True)
     patient = PatientFactory(mrn="KC-20001", last_name="Avery", first_name="Jordan")
     PHQ9Factory(patient=patient, level=2, item_9=1)
     PatientFactory(mrn="KC-20002", last_name="Bennett")
 
-    log_in(page, live_server, "root")
+    log_in(page, live_server, "root", PASSWORD, admin=True)
     assert page.get_by_role("link", name="Ketamine clinic administration").is_visible()
     screenshot("admin-index")
     screenshot("admin-index", width=390)
@@ -48,6 +42,6 @@ def test_a_superuser_logs_in_and_finds_a_patient_with_their_phq9s(page, live_ser
 
 def test_a_clinician_account_is_kept_out_of_the_admin(page, live_server):
     UserFactory(username="dr_lee", role="clinician", is_staff=True)
-    log_in(page, live_server, "dr_lee")
+    log_in(page, live_server, "dr_lee", PASSWORD, admin=True)
     assert page.url.startswith(f"{live_server.url}/admin/login/")
     assert not page.get_by_role("link", name="Patients").count()

@@ -13,6 +13,7 @@ from maintenance.models import BoosterAppointment, Notification, NotificationKin
 from maintenance.selectors import suggest_booster_day
 from sessions.scheduling import clinic_date
 from sessions.services import series_create, session_complete, session_start
+from tests.browser import log_in
 from tests.factories import MaintenancePlanFactory, PatientFactory, PHQ9Factory, ProtocolFactory, UserFactory
 
 PASSWORD = "correct horse battery staple"
@@ -22,13 +23,6 @@ BOARD = re.compile(r"^https?://[^/?]+/maintenance/boosters/$")
 # The live server reads in its own thread, so these tests commit (and the database is
 # flushed after each; factories re-create the role groups the migration made).
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def completed_induction(patient, protocol, *, start: dt.date, scheduler, clinician) -> None:

@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 from clinic.staticfinders import _PACKAGE_DATA
 from patients.models import Patient
 from sessions.models import InfusionSession, SessionStatus
+from tests.browser import log_in
 from tests.conftest import ARTIFACTS
 from tests.factories import UserFactory
 
@@ -104,14 +105,6 @@ def snap(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}-1280.png"), full_page=True)
 
 
-def log_in(page, url: str, username: str, *, admin: bool = False) -> None:
-    page.goto(f"{url}/{'admin/login' if admin else 'accounts/login'}/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
-
-
 def charts_drawn(page, count: int) -> None:
     """Plotly drew every chart, laid out by css/plotly.css: its layers stacked (the
     main-svg is absolutely placed; without the file it is not) and the modebar in the
@@ -130,7 +123,7 @@ def charts_drawn(page, count: int) -> None:
 
 def clinician_pages(page, watch, url: str) -> None:
     watch.visit(f"{url}/accounts/login/", "login page")
-    log_in(page, url, "clinician")
+    log_in(page, url, "clinician", DEMO_PASSWORD)
     expect(page.get_by_role("heading", level=1)).to_have_text("Today's infusions")
     watch.check("today")
 
@@ -170,7 +163,7 @@ def clinician_pages(page, watch, url: str) -> None:
 
 
 def scheduler_pages(page, watch, url: str) -> None:
-    log_in(page, url, "scheduler")
+    log_in(page, url, "scheduler", DEMO_PASSWORD)
     expect(page.get_by_role("heading", level=1)).to_have_text("Booster board")
     watch.check("booster board")
     patient = Patient.objects.filter(maintenance_plan__isnull=False).first()
@@ -182,7 +175,7 @@ def scheduler_pages(page, watch, url: str) -> None:
 
 
 def patient_pages(page, watch, url: str) -> None:
-    log_in(page, url, "patient")
+    log_in(page, url, "patient", DEMO_PASSWORD)
     expect(page.get_by_role("heading", name="Hello, Jordan")).to_be_visible()
     charts_drawn(page, 1)
     snap(page, "csp-portal")
@@ -196,7 +189,7 @@ def patient_pages(page, watch, url: str) -> None:
 
 def admin_pages(page, watch, url: str) -> None:
     watch.visit(f"{url}/admin/login/", "admin login")
-    log_in(page, url, "admin", admin=True)
+    log_in(page, url, "admin", DEMO_PASSWORD, admin=True)
     expect(page.locator("#site-name")).to_be_visible()
     watch.check("admin index")
     watch.visit(f"{url}/admin/patients/patient/", "admin patient list")

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from sessions.models import InfusionSession, SessionStatus
 from sessions.scheduling import clinic_datetime
 from sessions.services import check_infusion_day, series_create
+from tests.browser import log_in
 from tests.factories import PatientFactory, PHQ9Factory, ProtocolFactory, UserFactory
 
 PASSWORD = "correct horse battery staple"
@@ -34,13 +35,6 @@ def next_clinic_morning() -> dt.datetime:
     while day.weekday() in settings.CLINIC_CLOSED_WEEKDAYS:
         day += dt.timedelta(days=1)
     return clinic_datetime(day, dt.time(10, 0))
-
-
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_a_clinician_logs_an_induction_infusion_end_to_end(page, live_server, screenshot):

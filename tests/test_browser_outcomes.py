@@ -10,18 +10,13 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from tests.browser import log_in
+
 DEMO_PASSWORD = "demo"
 
 # The live server reads in its own thread, so these tests commit (and the database is
 # flushed after each).
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, live_server, username: str, password: str) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
 
 
 def curve_points(page):

@@ -9,18 +9,12 @@ from django.utils import timezone
 
 from maintenance.models import Notification, NotificationKind
 from patients.models import PHQ9Assessment
+from tests.browser import log_in
 from tests.factories import PatientFactory, PHQ9Factory, UserFactory
 
 PASSWORD = "correct horse battery staple"
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_a_phq9_with_item_9_raises_an_alert_that_a_clinician_acknowledges(page, live_server, screenshot):

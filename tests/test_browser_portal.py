@@ -9,19 +9,13 @@ from django.utils import timezone
 
 from maintenance.models import Notification, NotificationKind
 from patients.models import PHQ9Assessment, PHQ9Source
+from tests.browser import log_in
 from tests.factories import PatientFactory, PHQ9Factory, UserFactory
 
 PASSWORD = "correct horse battery staple"
 PHONE = {"width": 390, "height": 844}
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def scores(patient, *levels: int) -> None:

@@ -16,6 +16,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
+from tests.browser import log_in
 from tests.factories import UserFactory
 
 PASSWORD = "correct horse battery staple"
@@ -30,13 +31,6 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.__cspViolations.push(event.effectiveDirective + " " + event.blockedURI);
 }, true);
 """
-
-
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def code_now(secret: bytes) -> str:

@@ -16,7 +16,6 @@ from rest_framework.test import APIClient
 
 from audit import trail
 from audit.models import AccessLog, Outcome
-from tests.factories import UserFactory
 from tests.test_api_permissions import world  # noqa: F401  (a fixture)
 
 NOW = dt.datetime(2026, 11, 23, 14, 0, tzinfo=dt.UTC)
@@ -27,11 +26,6 @@ def fresh_counters():
     cache.clear()
     yield
     cache.clear()
-
-
-@pytest.fixture
-def auditor(db):
-    return UserFactory(username="rae_auditor", role="auditor")
 
 
 @pytest.fixture
