@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test install install-dev lint format migrate seed clean backup restore
+.PHONY: run test install install-dev lint format migrate seed clean bench backup restore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ run: install
 # The whole suite against the local PostgreSQL and Redis (override with DATABASE_URL / REDIS_URL).
 test: install-dev lint
 	$(BIN)/python -m pytest
+
+# The benchmark (docs/benchmarks.md): generated clinics of 2,000 and 20,000 patients in
+# their own PostgreSQL databases (BENCH_DATABASE_URL, default clinic_bench_*), gunicorn,
+# budgets as ratios to baselines of the same run. Exits non-zero if a budget is broken.
+bench: install
+	$(BIN)/python manage.py bench --settings=clinic.bench_settings
 
 lint: install-dev
 	$(BIN)/ruff check .

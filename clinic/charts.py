@@ -10,11 +10,13 @@ no inline scripts.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
+import plotly.io as pio
 from django.http import HttpResponse
 
 from patients.phq9 import SEVERITY_BANDS, Severity
@@ -87,13 +89,31 @@ def phq9_band_labels() -> list[dict]:
     ]
 
 
+@functools.cache
+def _template_json(name: str | None) -> dict:
+    """Plotly's default template as ``to_json()`` writes it into every figure (constant)."""
+    return json.loads(go.Figure().to_json())["layout"].get("template", {})
+
+
+def figure_json(spec: dict) -> dict:
+    """A figure dict in plotly's own form (``data`` and ``layout``, as plotly validates
+    them) as ``go.Figure(spec).to_json()`` writes it: with the default template, built
+    without constructing and validating a plotly figure."""
+    layout = dict(spec.get("layout", {}))
+    template = _template_json(pio.templates.default)
+    if template and "template" not in layout:
+        layout["template"] = template
+    return {"data": spec.get("data", []), "layout": layout}
+
+
 @dataclass
 class Chart:
     """A figure and its text alternative, ready for ``includes/chart.html``."""
 
     id: str
     title: str
-    figure: go.Figure | None
+    #: A plotly figure, or a figure dict in plotly's own form (see ``figure_json``).
+    figure: go.Figure | dict | None
     #: One or two plain sentences saying what the chart shows.
     summary: str
     headers: Sequence[str] = ()
@@ -102,8 +122,12 @@ class Chart:
 
     @property
     def figure_json(self) -> dict | None:
+        if self.figure is None:
+            return None
+        if isinstance(self.figure, dict):
+            return figure_json(self.figure)
         # Through plotly's own encoder: dates, numbers and arrays come out as plain JSON.
-        return None if self.figure is None else json.loads(self.figure.to_json())
+        return json.loads(self.figure.to_json())
 
 
 def csv_response(filename: str, headers: Sequence[str], rows: Sequence[Sequence]) -> HttpResponse:

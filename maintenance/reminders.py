@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from maintenance.models import (
@@ -122,13 +124,84 @@ def _rows(
     return rows
 
 
+#: The columns ``_values`` fills, in order; the others take their defaults (see ``_insert_values``).
+_COLUMNS = (
+    "kind", "patient_id", "subject_id", "stage", "repeat", "recipient_id", "channel",
+    "title", "body", "link", "send_after",
+)  # fmt: skip
+
+
+def _values(
+    *,
+    kind: ReminderKind,
+    patient_id,
+    subject_id,
+    recipients: Iterable,
+    message: Message,
+    send_after: dt.datetime,
+    stage: str = "",
+    repeat: int = 0,
+    channels: Iterable[ReminderChannel] = (ReminderChannel.IN_APP, ReminderChannel.EMAIL),
+) -> list[tuple]:
+    """The rows of ``_rows``, as tuples of ``_COLUMNS`` (no model instance per row)."""
+    values = []
+    for user in {user.pk: user for user in recipients}.values():
+        for channel in channels:
+            if channel == ReminderChannel.EMAIL and not user.email:
+                continue
+            values.append(
+                (str(kind), patient_id, subject_id, str(stage), repeat, user.pk, str(channel),
+                 message.title, message.body, message.link, send_after)
+            )  # fmt: skip
+    return values
+
+
 def _insert(rows: list[Reminder]) -> int:
     """Insert what does not exist yet; the unique constraint makes this idempotent."""
-    if not rows:
+    return _insert_values([tuple(getattr(row, column) for column in _COLUMNS) for row in rows])
+
+
+def _insert_values(values: list[tuple]) -> int:
+    """Insert the rows ``values`` (tuples of ``_COLUMNS``) that do not exist yet, in one
+    statement; the unique constraint makes this idempotent. Returns how many were new.
+
+    On PostgreSQL: INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING, whose row
+    count is the rows created (not a count of the whole table before and after).
+    """
+    if not values:
         return 0
-    before = Reminder.objects.count()
-    Reminder.objects.bulk_create(rows, ignore_conflicts=True)
-    return Reminder.objects.count() - before
+    if connection.vendor != "postgresql":
+        rows = [Reminder(**dict(zip(_COLUMNS, row, strict=True))) for row in values]
+        before = Reminder.objects.count()
+        Reminder.objects.bulk_create(rows, ignore_conflicts=True)
+        return Reminder.objects.count() - before
+    meta = Reminder._meta
+    column = {field.attname: field.column for field in meta.concrete_fields}
+    types = {field.attname: field.db_type(connection) for field in meta.concrete_fields}
+    now = timezone.now()
+    defaults = {
+        "id": "gen_random_uuid()",
+        "created_at": "%(now)s",
+        "updated_at": "%(now)s",
+        "status": "%(pending)s",
+        "sent_at": "NULL",
+        "attempts": "0",
+        "last_error": "''",
+    }
+    names = [*defaults, *_COLUMNS]
+    arrays = ", ".join(f"%({name})s::{types[name]}[]" for name in _COLUMNS)
+    params = {name: list(array) for name, array in zip(_COLUMNS, zip(*values, strict=True), strict=True)}
+    params.update(now=now, pending=str(ReminderStatus.PENDING))
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(meta.db_table)} "
+        f"({', '.join(connection.ops.quote_name(column[name]) for name in names)}) "
+        f"SELECT {', '.join(defaults.values())}, {', '.join(f'v.{name}' for name in _COLUMNS)} "
+        f"FROM unnest({arrays}) AS v({', '.join(_COLUMNS)}) "
+        "ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 # --- Immediate alerts ---------------------------------------------------------------
@@ -258,29 +331,35 @@ def scan_reminders(*, now: dt.datetime | None = None) -> int:
 
 
 def _scan_boosters(today: dt.date) -> int:
-    from maintenance.selectors import booster_board
+    from maintenance.selectors import board_order, booster_statuses
 
     schedulers = list(active_users_with_role(access.Role.SCHEDULER))
     send_after = clinic_datetime(today, _send_time())
-    rows: list[Reminder] = []
-    for row in booster_board(today=today).rows:
-        status = row.status
+    reminded = sorted(
+        (
+            status
+            for status in booster_statuses(today=today, lean=True)
+            if status.due.stage in REMINDED_STAGES and status.next_appointment is None
+        ),
+        key=board_order,  # the board's order, most urgent first
+    )
+    primaries = _clinicians_by_id({status.plan.patient.primary_clinician_id for status in reminded})
+    rows: list[tuple] = []
+    for status in reminded:
         stage = status.due.stage
-        if stage not in REMINDED_STAGES or status.next_appointment is not None:
-            continue
         repeat = 0
         if stage == BoosterStage.OVERDUE:
             days_overdue = (today - status.due.due_until).days
             repeat = (days_overdue - 1) // settings.CLINIC_BOOSTER_OVERDUE_REPEAT_DAYS
         patient = status.plan.patient
         # The patient's clinician (while still a clinician) and every scheduler.
-        primary = patient.primary_clinician
+        primary = primaries.get(patient.primary_clinician_id)
         recipients = [primary, *schedulers] if primary is not None and access.is_clinician(primary) else schedulers
         label = stage.label.lower()
         again = f" (reminder {repeat + 1})" if repeat else ""
-        rows += _rows(
+        rows += _values(
             kind=ReminderKind.BOOSTER_STAGE,
-            patient=patient,
+            patient_id=patient.pk,
             subject_id=status.last_infusion.pk,
             stage=stage,
             repeat=repeat,
@@ -293,7 +372,24 @@ def _scan_boosters(today: dt.date) -> int:
             ),
             send_after=send_after,
         )
-    return _insert(rows)
+    return _insert_values(rows)
+
+
+def _clinicians_by_id(ids: set) -> dict:
+    """The users ``ids`` with their roles loaded (two queries, not one per patient)."""
+    ids.discard(None)
+    if not ids:
+        return {}
+    users = get_user_model().objects.in_bulk(ids)
+    names: dict = defaultdict(set)
+    for user_id, name in (
+        get_user_model().groups.through.objects.filter(user_id__in=ids).values_list("user_id", "group__name")
+    ):
+        names[user_id].add(name)
+    for user in users.values():
+        # What ``access.user_roles`` caches on the user object after its own query.
+        setattr(user, access._CACHE_ATTR, frozenset(role for role in access.Role if role.value in names[user.pk]))
+    return users
 
 
 def _scan_safety(now: dt.datetime) -> int:

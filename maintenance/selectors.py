@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -213,32 +214,103 @@ def _completed_sessions_of_series(series_ref: OuterRef) -> QuerySet[InfusionSess
 _SESSION_FIELDS = ("id", "patient_id", "series_id", "kind", "status", "scheduled_at", "scheduled_on", "ended_at")
 
 
-def booster_board(*, today: dt.date | None = None) -> BoosterBoard:
-    """Every active plan's ``booster_status`` and the patients who need a plan.
+#: The plan's fields the rules read (``due_status``, ``trigger_reason``), and the patient's
+#: the scan writes into its reminders: no encrypted field is read (nor decrypted).
+_LEAN_FIELDS = (
+    "id",
+    "patient_id",
+    "target_interval_days",
+    "min_interval_days",
+    "max_interval_days",
+    "trigger_phq9_threshold",
+    "trigger_phq9_rise",
+    "patient__id",
+    "patient__first_name",
+    "patient__last_name",
+    "patient__primary_clinician_id",
+)
 
-    Same rules as ``booster_status`` patient by patient, in a fixed number of queries
-    whatever the number of patients: plans with the ids of each patient's last
-    completed infusion, induction end and next booked booster (one query), those
-    sessions (one), the PHQ-9s the triggers read (one), the clinic's closed days (one),
-    patients needing a plan (one) and paused plans (one).
+
+@dataclass(frozen=True)
+class _Score:
+    """A PHQ-9 as the trigger rules read it (``first_trigger``), without a model instance."""
+
+    id: object
+    taken_at: dt.datetime
+    total: int
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_PHQ9_FIELDS = ("id", "patient_id", "taken_at", "total")
+
+
+def _scores_since(starts: dict) -> dict[object, list[_Score]]:
+    """Each patient's PHQ-9s taken at or after its start, oldest first, in one query.
+
+    On PostgreSQL the starts are a join against two arrays (one OR branch per patient
+    plans badly in a large clinic), and times come back as exact epoch microseconds
+    (converting those is much cheaper than parsing timestamps).
     """
-    today = today or timezone.localdate()
+    scores: dict = defaultdict(list)
+    if not starts:
+        return scores
+    if connection.vendor == "postgresql":
+        table = PHQ9Assessment._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                SELECT a.id, a.patient_id, (extract(epoch FROM a.taken_at) * 1000000)::bigint, a.total
+                FROM unnest(%s::uuid[], %s::timestamptz[]) AS w(patient_id, start)
+                JOIN {table} a ON a.patient_id = w.patient_id AND a.taken_at >= w.start
+                ORDER BY a.patient_id, a.taken_at
+                """,
+                [list(starts), list(starts.values())],
+            )
+            for pk, patient_id, micros, total in cursor.fetchall():
+                scores[patient_id].append(_Score(pk, _EPOCH + dt.timedelta(microseconds=micros), total))
+        return scores
+    window = Q(*(Q(patient_id=pk, taken_at__gte=start) for pk, start in starts.items()), _connector=Q.OR)
+    for pk, patient_id, taken_at, total in (
+        PHQ9Assessment.objects.filter(window).order_by("patient_id", "taken_at").values_list(*_PHQ9_FIELDS)
+    ):
+        scores[patient_id].append(_Score(pk, taken_at, total))
+    return scores
+
+
+def _as_assessment(score: _Score, patient_id) -> PHQ9Assessment:
+    """The PHQ-9 a trigger names, as the board always gave it (only these fields loaded)."""
+    return PHQ9Assessment.from_db(connection.alias, _PHQ9_FIELDS, (score.id, patient_id, score.taken_at, score.total))
+
+
+def booster_statuses(*, today: dt.date, lean: bool = False) -> list[BoosterStatus]:
+    """``booster_status`` of every plan in force that has one, in four queries whatever
+    the number of patients: plans with the ids of each patient's last completed
+    infusion, induction end and next booked booster (one query), those sessions (one),
+    and the PHQ-9s the triggers read (one).
+
+    ``lean`` (the reminder scan) loads only what the rules and the reminders read of the
+    plan and the patient (see ``_LEAN_FIELDS``): no clinician, protocol or encrypted field.
+    """
     patient = OuterRef("patient")
     completed = InfusionSession.objects.filter(patient=patient, status=SessionStatus.COMPLETED)
     upcoming = InfusionSession.objects.filter(
         patient=patient, kind=SessionKind.BOOSTER, status=SessionStatus.SCHEDULED, scheduled_on__gte=today
     )
+    plans = MaintenancePlan.objects.in_force()
+    plans = (
+        plans.select_related("patient").only(*_LEAN_FIELDS)
+        if lean
+        else plans.select_related("patient__primary_clinician", "protocol")
+    )
     plans = list(
-        MaintenancePlan.objects.in_force()
-        .select_related("patient__primary_clinician", "protocol")
+        # Filtered on EXISTS, not on the annotations: a filtered annotation is computed twice.
+        plans.filter(~Exists(_series_in_progress(patient)), Exists(completed))
         .annotate(
-            series_in_progress=Exists(_series_in_progress(patient)),
             last_id=Subquery(completed.order_by("-scheduled_on", "-scheduled_at").values("pk")[:1]),
             end_series_id=Subquery(_latest_complete_series(patient).values("pk")[:1]),
             next_id=Subquery(upcoming.order_by("scheduled_at").values("pk")[:1]),
         )
         .annotate(end_id=Subquery(_completed_sessions_of_series(OuterRef("end_series_id")).values("pk")[:1]))
-        .filter(series_in_progress=False, last_id__isnull=False)
     )
 
     session_ids = {pk for plan in plans for pk in (plan.last_id, plan.end_id, plan.next_id) if pk is not None}
@@ -250,15 +322,7 @@ def booster_board(*, today: dt.date | None = None) -> BoosterBoard:
     for plan in plans:
         end, last = sessions.get(plan.end_id), sessions[plan.last_id]
         starts[plan.patient_id] = post_induction_start(end) if end else (last.ended_at or last.scheduled_at)
-    scores: dict = defaultdict(list)
-    if starts:
-        window = Q(*(Q(patient_id=pk, taken_at__gte=start) for pk, start in starts.items()), _connector=Q.OR)
-        for assessment in (
-            PHQ9Assessment.objects.filter(window)
-            .only("id", "patient_id", "taken_at", "total")
-            .order_by("patient_id", "taken_at")
-        ):
-            scores[assessment.patient_id].append(assessment)
+    scores = _scores_since(starts)
 
     statuses: list[BoosterStatus] = []
     for plan in plans:
@@ -266,6 +330,8 @@ def booster_board(*, today: dt.date | None = None) -> BoosterBoard:
         trigger = first_trigger(
             plan=plan, scores=scores[plan.patient_id], since=last, after_induction=plan.end_id is not None
         )
+        if trigger is not None:
+            trigger = SymptomTrigger(_as_assessment(trigger.assessment, plan.patient_id), trigger.reason)
         due = plan.due_status(
             last_infusion_on=last.scheduled_on,
             today=today,
@@ -276,25 +342,36 @@ def booster_board(*, today: dt.date | None = None) -> BoosterBoard:
                 plan=plan, last_infusion=last, due=due, trigger=trigger, next_appointment=sessions.get(plan.next_id)
             )
         )
+    return statuses
 
+
+def board_order(status: BoosterStatus) -> tuple:
+    """The board's order: by stage (``STAGE_ORDER``), due date, then the patient's name."""
+    patient = status.plan.patient
+    return (_STAGE_RANK[status.due.stage], status.due.due_on, patient.last_name, patient.first_name)
+
+
+_STAGE_RANK = {stage: index for index, stage in enumerate(STAGE_ORDER)}
+
+
+def booster_board(*, today: dt.date | None = None) -> BoosterBoard:
+    """Every active plan's ``booster_status`` and the patients who need a plan.
+
+    Same rules as ``booster_status`` patient by patient, in a fixed number of queries
+    whatever the number of patients: ``booster_statuses`` (three queries), the clinic's
+    closed days (one), patients needing a plan (one) and paused plans (one).
+    """
+    today = today or timezone.localdate()
+    statuses = booster_statuses(today=today)
     closed: set[dt.date] = set()
     if statuses:
         first = max(today, min(status.due.due_on for status in statuses))
         last_day = max(today, max(status.due.due_on for status in statuses)) + dt.timedelta(days=PLANNING_HORIZON_DAYS)
         closed = closed_dates_between(first, last_day)
-    rank = {stage: index for index, stage in enumerate(STAGE_ORDER)}
-    rows = sorted(
-        (
-            BoardRow(status, suggest_booster_day(due_on=status.due.due_on, today=today, closed_dates=closed))
-            for status in statuses
-        ),
-        key=lambda row: (
-            rank[row.status.due.stage],
-            row.status.due.due_on,
-            row.patient.last_name,
-            row.patient.first_name,
-        ),
-    )
+    rows = [
+        BoardRow(status, suggest_booster_day(due_on=status.due.due_on, today=today, closed_dates=closed))
+        for status in sorted(statuses, key=board_order)
+    ]
     return BoosterBoard(today=today, rows=rows, needs_plan=patients_needing_plan(), paused=paused_plans())
 
 

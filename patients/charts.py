@@ -23,35 +23,46 @@ def response_curve(data: ResponseCurveData) -> go.Figure | None:
     """PHQ-9 total over time, the bands shaded, baseline, 50 % response and remission lines,
     every infusion marked on the time axis and item-9 answers above 0 marked.
 
-    None when there are fewer than two scores (the page says so in words).
+    None when there are fewer than two scores (the page says so in words). The figure is
+    ``response_curve_spec`` validated by plotly; pages use the spec itself (the same JSON,
+    without building and validating a plotly figure on every request).
     """
+    spec = response_curve_spec(data)
+    return None if spec is None else go.Figure(spec)
+
+
+def response_curve_spec(data: ResponseCurveData) -> dict | None:
+    """The response curve as a plain plotly figure dict (``data`` and ``layout``), or None
+    when there are fewer than two scores. ``clinic.charts.figure_json`` adds plotly's
+    template to make it the JSON ``go.Figure(spec).to_json()`` gives."""
     points = data.points
     if len(points) < MIN_POINTS:
         return None
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            name="PHQ-9 total",
-            x=[_local(p.taken_at) for p in points],
-            y=[p.total for p in points],
-            mode="lines+markers",
-            line={"color": PRIMARY, "width": 2.5},
-            marker={"size": 7},
-            customdata=[[p.band, p.infusion or "between visits"] for p in points],
-            hovertemplate="%{x|%d %b %Y}<br>PHQ-9 <b>%{y}</b> (%{customdata[0]})<br>%{customdata[1]}<extra></extra>",
-        )
-    )
+    traces = [
+        {
+            "type": "scatter",
+            "name": "PHQ-9 total",
+            "x": [_local(p.taken_at) for p in points],
+            "y": [p.total for p in points],
+            "mode": "lines+markers",
+            "line": {"color": PRIMARY, "width": 2.5},
+            "marker": {"size": 7},
+            "customdata": [[p.band, p.infusion or "between visits"] for p in points],
+            "hovertemplate": "%{x|%d %b %Y}<br>PHQ-9 <b>%{y}</b> (%{customdata[0]})<br>%{customdata[1]}<extra></extra>",
+        }
+    ]
     flagged = [p for p in points if p.item_9 > 0]
     if flagged:
-        figure.add_trace(
-            go.Scatter(
-                name="Item 9 above 0",
-                x=[_local(p.taken_at) for p in flagged],
-                y=[p.total for p in flagged],
-                mode="markers",
-                marker={"symbol": "diamond-open", "size": 15, "color": ALERT, "line": {"width": 2.5}},
-                hovertemplate="%{x|%d %b %Y}<br>Item 9 answered above 0<extra></extra>",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "name": "Item 9 above 0",
+                "x": [_local(p.taken_at) for p in flagged],
+                "y": [p.total for p in flagged],
+                "mode": "markers",
+                "marker": {"symbol": "diamond-open", "size": 15, "color": ALERT, "line": {"width": 2.5}},
+                "hovertemplate": "%{x|%d %b %Y}<br>Item 9 answered above 0<extra></extra>",
+            }
         )
     for is_booster, name, colour, symbol in (
         (False, "Induction infusion", PRIMARY, "triangle-up"),
@@ -59,16 +70,17 @@ def response_curve(data: ResponseCurveData) -> go.Figure | None:
     ):
         given = [i for i in data.infusions if i.is_booster == is_booster]
         if given:
-            figure.add_trace(
-                go.Scatter(
-                    name=name,
-                    x=[_local(i.when) for i in given],
-                    y=[INFUSION_Y] * len(given),
-                    mode="markers",
-                    marker={"symbol": symbol, "size": 10, "color": colour},
-                    customdata=[i.label for i in given],
-                    hovertemplate="%{x|%d %b %Y}<br>%{customdata}<extra></extra>",
-                )
+            traces.append(
+                {
+                    "type": "scatter",
+                    "name": name,
+                    "x": [_local(i.when) for i in given],
+                    "y": [INFUSION_Y] * len(given),
+                    "mode": "markers",
+                    "marker": {"symbol": symbol, "size": 10, "color": colour},
+                    "customdata": [i.label for i in given],
+                    "hovertemplate": "%{x|%d %b %Y}<br>%{customdata}<extra></extra>",
+                }
             )
     shapes = phq9_band_shapes()
     annotations = phq9_band_labels()
@@ -100,20 +112,19 @@ def response_curve(data: ResponseCurveData) -> go.Figure | None:
                 "font": {"size": 11, "color": MUTED},
             }
         )
-    figure.update_layout(
-        **base_layout(
-            shapes=shapes,
-            annotations=annotations,
-            yaxis={
-                "title": "PHQ-9 total",
-                "range": [-2, 27.5],
-                "tickvals": [0, 5, 10, 15, 20, 27],
-                "gridcolor": "#eef1f4",
-            },
-            xaxis={"type": "date", "gridcolor": "#eef1f4"},
-        )
+    layout = base_layout(
+        shapes=shapes,
+        annotations=annotations,
+        yaxis={
+            # In plotly's own form ({"text": ...}): the JSON is then the figure's to_json().
+            "title": {"text": "PHQ-9 total"},
+            "range": [-2, 27.5],
+            "tickvals": [0, 5, 10, 15, 20, 27],
+            "gridcolor": "#eef1f4",
+        },
+        xaxis={"type": "date", "gridcolor": "#eef1f4"},
     )
-    return figure
+    return {"data": traces, "layout": layout}
 
 
 def response_curve_summary(data: ResponseCurveData) -> str:

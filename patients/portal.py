@@ -9,7 +9,6 @@ from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils import timezone
 
 from clinic.charts import csv_response
 from clinic.decorators import patient_required
@@ -18,7 +17,7 @@ from patients.forms import PHQ9Form
 from patients.models import Patient, PHQ9Source
 from patients.phq9 import ITEM_FIELDS, SEVERITY_BANDS
 from patients.services import phq9_record, portal_phq9_next_day
-from patients.views import response_curve_chart
+from patients.views import PatientHistory, _chart, response_curve_chart
 from sessions.models import SessionKind, SessionStatus
 
 
@@ -32,25 +31,26 @@ def _own_patient(request) -> Patient:
 @patient_required
 def home(request):
     patient = _own_patient(request)
-    chart = response_curve_chart(
-        patient, csv_url=reverse("portal:download"), clinical=True, title="Your PHQ-9 scores over time"
+    # The patient's PHQ-9s, infusions and series read once (PatientHistory) for the curve,
+    # the latest questionnaire and the appointments.
+    history = PatientHistory.load(patient)
+    chart = _chart(
+        history.curve(clinical=True, baseline=history.baseline(history.series[0] if history.series else None)),
+        csv_url=reverse("portal:download"),
+        clinical=True,
+        title="Your PHQ-9 scores over time",
     )
-    latest = patient.phq9_assessments.order_by("-taken_at").first()
-    sessions = patient.infusion_sessions.exclude(status=SessionStatus.CANCELLED)
-    today = timezone.localdate()
     return render(
         request,
         "portal/home.html",
         {
             "nav": "portal",
             "patient": patient,
-            "latest": latest,
+            "latest": history.phq9s[-1] if history.phq9s else None,
             "chart": chart,
             "next_phq9_day": portal_phq9_next_day(patient),
-            "upcoming": sessions.filter(status=SessionStatus.SCHEDULED, scheduled_on__gte=today).order_by(
-                "scheduled_at"
-            ),
-            "past": sessions.filter(status=SessionStatus.COMPLETED).order_by("-scheduled_at"),
+            "upcoming": history.upcoming(),
+            "past": [s for s in reversed(history.sessions) if s.status == SessionStatus.COMPLETED],
             "BOOSTER": SessionKind.BOOSTER,
         },
     )
