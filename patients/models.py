@@ -208,6 +208,9 @@ class PHQ9Assessment(PublicModel):
         indexes = [
             # Patient page timeline, baseline lookup and the latest score per patient.
             models.Index(fields=["patient", "-taken_at"], name="phq9_patient_taken_idx"),
+            # Outcomes: a patient's latest PHQ-9 in a window with its total, from the index alone
+            # (sessions/outcomes.py: pre-infusion, baseline and after-the-series scores).
+            models.Index(fields=["patient", "-taken_at", "-id", "total"], name="phq9_patient_latest_idx"),
             # Safety inbox and re-alerts: item-9 answers nobody has acknowledged yet.
             models.Index(
                 fields=["taken_at"],

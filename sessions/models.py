@@ -288,6 +288,14 @@ class InfusionSession(PublicModel):
                 condition=Q(status="completed"),
                 name="session_completed_idx",
             ),
+            # Outcomes: each series' completed induction infusions in order (sessions/outcomes.py
+            # numbers them), read from the index alone, without sorting. The last three columns
+            # are only carried (key columns, not INCLUDE: SQLite has no covering indexes).
+            models.Index(
+                fields=["series", "scheduled_at", "id", "patient", "started_at", "scheduled_on"],
+                condition=Q(kind="induction", status="completed"),
+                name="session_series_given_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

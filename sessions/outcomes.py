@@ -174,6 +174,11 @@ class _Dialect:
         # close enough for the development server.
         return f"datetime({column}, {self.param(f'{days:+d} days')})"
 
+    def materialized(self) -> str:
+        """Keeps PostgreSQL from inlining a CTE into each place that reads its columns (which
+        would run its correlated subqueries once per reference); SQLite runs them as written."""
+        return "MATERIALIZED " if self.vendor == "postgresql" else ""
+
     def days_between(self, later: str, earlier: str) -> str:
         """Whole days from one date column to another."""
         if self.vendor == "postgresql":
@@ -194,69 +199,73 @@ def _tables() -> dict[str, str]:
 def _base(filters: OutcomeFilters, sql: _Dialect) -> str:
     """The common table expressions every outcome starts from.
 
-    - ``chosen``: the induction series the filters select;
-    - ``given``: their completed induction infusions, numbered 1, 2, ... in order within
-      each series, with the series' count of completed infusions;
+    - ``given``: the completed induction infusions of the induction series the filters
+      select, numbered 1, 2, ... in order within each series, with the series' count of
+      completed infusions, planned infusions and start date;
     - ``ended``: the complete series (planned number of infusions given), with when the
       first and the last infusion started and the clinic day of the last.
+
+    The series carry their planned infusions and start date through ``given``, so ``ended``
+    is one pass over it (no second join to the series, whose row estimate used to inflate
+    the plan's cost past PostgreSQL's JIT thresholds); the protocol and the patient are
+    joined only when a filter needs them (both are required foreign keys).
     """
     p = sql.param
-    where = ["1 = 1"]
+    joins = []
+    where = []
     if filters.protocol_id:
         where.append(f"s.protocol_id = {p(Protocol._meta.pk.get_db_prep_value(filters.protocol_id, connection))}")
     if filters.route:
+        joins.append("JOIN {protocol_table} pr ON pr.id = s.protocol_id")
         where.append(f"pr.route = {p(filters.route)}")
     if filters.diagnosis:
+        joins.append("JOIN {patient_table} pa ON pa.id = s.patient_id")
         where.append(f"pa.primary_diagnosis = {p(filters.diagnosis)}")
     if filters.started_from:
         where.append(f"s.start_date >= {p(connection.ops.adapt_datefield_value(filters.started_from))}")
     if filters.started_to:
         where.append(f"s.start_date <= {p(connection.ops.adapt_datefield_value(filters.started_to))}")
     return """
-WITH chosen AS (
-    SELECT s.id, s.patient_id, s.planned_infusions, s.start_date
-    FROM {series_table} s
-    JOIN {protocol_table} pr ON pr.id = s.protocol_id
-    JOIN {patient_table} pa ON pa.id = s.patient_id
-    WHERE {where}
-),
-given AS (
-    SELECT i.id, i.series_id, i.patient_id, i.scheduled_on, i.started_at,
+WITH given AS (
+    SELECT i.id, i.series_id, i.patient_id, i.scheduled_on, i.started_at, s.planned_infusions, s.start_date,
            ROW_NUMBER() OVER (PARTITION BY i.series_id ORDER BY i.scheduled_at, i.id) AS number,
            COUNT(*) OVER (PARTITION BY i.series_id) AS completed
     FROM {session_table} i
-    JOIN chosen c ON c.id = i.series_id
-    WHERE i.kind = {induction} AND i.status = {completed}
+    JOIN {series_table} s ON s.id = i.series_id
+    {joins}
+    WHERE i.kind = {induction} AND i.status = {completed}{where}
 ),
 ended AS (
-    SELECT g.series_id, g.patient_id, c.start_date,
+    SELECT g.series_id, g.patient_id, g.start_date,
            MAX(CASE WHEN g.number = 1 THEN g.started_at END) AS first_at,
            MAX(CASE WHEN g.number = g.completed THEN g.started_at END) AS last_at,
            MAX(CASE WHEN g.number = g.completed THEN g.scheduled_on END) AS last_on
     FROM given g
-    JOIN chosen c ON c.id = g.series_id
-    WHERE g.completed >= c.planned_infusions
-    GROUP BY g.series_id, g.patient_id, c.start_date
+    WHERE g.completed >= g.planned_infusions
+    GROUP BY g.series_id, g.patient_id, g.start_date
 )""".format(
         **_tables(),
-        where=" AND ".join(where),
+        joins="\n    ".join(joins).format(**_tables()),
+        where="".join(f" AND {condition}" for condition in where),
         induction=p(SessionKind.INDUCTION.value),
         completed=p(SessionStatus.COMPLETED.value),
     )
 
 
-def _follow_up_cte(sql: _Dialect) -> str:
-    """``follow_up``: PHQ-9s within CLINIC_AFTER_SERIES_DAYS after a complete series' last infusion,
-    ``latest = 1`` on the latest of each series."""
-    return """,
-follow_up AS (
-    SELECT e.series_id, p.total,
-           ROW_NUMBER() OVER (PARTITION BY e.series_id ORDER BY p.taken_at DESC, p.id DESC) AS latest
-    FROM ended e
-    JOIN {phq9_table} p ON p.patient_id = e.patient_id
-     AND p.taken_at > e.last_at
-     AND p.taken_at <= {window_end}
-)""".format(**_tables(), window_end=sql.plus_days("e.last_at", after_series_days()))
+def _latest_total(after: str, upto: str, *, inclusive_after: bool) -> str:
+    """The total of the patient's (``e.patient_id``) latest PHQ-9 taken in a window, NULL
+    without one: one probe of the (patient, taken_at) index per complete series."""
+    return """(
+        SELECT p.total FROM {phq9_table} p
+        WHERE p.patient_id = e.patient_id AND p.taken_at {after_op} {after} AND p.taken_at <= {upto}
+        ORDER BY p.taken_at DESC, p.id DESC
+        LIMIT 1
+    )""".format(**_tables(), after_op=">=" if inclusive_after else ">", after=after, upto=upto)
+
+
+def _after_total(sql: _Dialect) -> str:
+    """The latest PHQ-9 within CLINIC_AFTER_SERIES_DAYS after a complete series' last infusion."""
+    return _latest_total("e.last_at", sql.plus_days("e.last_at", after_series_days()), inclusive_after=False)
 
 
 def _run(statement: str, params: dict[str, Any]) -> list[tuple]:
@@ -286,19 +295,24 @@ pre AS (
     JOIN {phq9_table} p ON p.patient_id = g.patient_id
      AND p.taken_at <= g.started_at
      AND p.taken_at >= {day_window_start}
-     AND {taken_on} = g.scheduled_on
+     AND {same_day} = 0
 )""".format(
             **_tables(),
             # The exact rule is the clinic-day comparison; the two-day bound only lets the
-            # (patient, taken_at) index narrow the rows first.
+            # (patient, taken_at) index narrow the rows first. The comparison is written as a
+            # difference of days, not "taken_on = scheduled_on": as an equality PostgreSQL
+            # takes it for a join key and sorts every PHQ-9 of the clinic for a merge join
+            # instead of probing the index once per infusion.
             day_window_start=sql.plus_days("g.started_at", -2),
-            taken_on=sql.local_date("p.taken_at"),
+            same_day=sql.days_between("g.scheduled_on", sql.local_date("p.taken_at")),
         )
-        + _follow_up_cte(sql)
-        + """
+        + f""",
+follow_up AS {sql.materialized()}(
+    SELECT {_after_total(sql)} AS total FROM ended e
+)
 SELECT number, COUNT(*), SUM(total), SUM(total * total) FROM pre WHERE latest = 1 GROUP BY number
 UNION ALL
-SELECT NULL, COUNT(*), SUM(total), SUM(total * total) FROM follow_up WHERE latest = 1"""
+SELECT NULL, COUNT(total), SUM(total), SUM(total * total) FROM follow_up"""
     )
     points = [
         CurvePoint.from_sums(number, n, total, squares) for number, n, total, squares in _run(statement, params) if n
@@ -323,24 +337,23 @@ def series_outcomes(filters: OutcomeFilters) -> SeriesOutcomes:
     statement = (
         _base(filters, sql)
         + """,
-baseline AS (
-    SELECT e.series_id, p.total,
-           ROW_NUMBER() OVER (PARTITION BY e.series_id ORDER BY p.taken_at DESC, p.id DESC) AS latest
+scored AS {materialized}(
+    SELECT {baseline} AS baseline, {after} AS after
     FROM ended e
-    JOIN {phq9_table} p ON p.patient_id = e.patient_id
-     AND p.taken_at <= e.first_at
-     AND p.taken_at >= {window_start}
-)""".format(**_tables(), window_start=sql.plus_days("e.first_at", -settings.CLINIC_BASELINE_WINDOW_DAYS))
-        + _follow_up_cte(sql)
+)""".format(
+            materialized=sql.materialized(),
+            baseline=_latest_total(
+                sql.plus_days("e.first_at", -settings.CLINIC_BASELINE_WINDOW_DAYS), "e.first_at", inclusive_after=True
+            ),
+            after=_after_total(sql),
+        )
         + f"""
 SELECT COUNT(*),
-       COUNT(a.total),
-       COUNT(CASE WHEN a.total IS NOT NULL AND b.total IS NOT NULL THEN 1 END),
-       COUNT(CASE WHEN b.total > 0 AND b.total - a.total >= {p(RESPONSE_REDUCTION)} * b.total THEN 1 END),
-       COUNT(CASE WHEN a.total < {p(REMISSION_BELOW)} THEN 1 END)
-FROM ended e
-LEFT JOIN baseline b ON b.series_id = e.series_id AND b.latest = 1
-LEFT JOIN follow_up a ON a.series_id = e.series_id AND a.latest = 1"""
+       COUNT(after),
+       COUNT(CASE WHEN after IS NOT NULL AND baseline IS NOT NULL THEN 1 END),
+       COUNT(CASE WHEN baseline > 0 AND baseline - after >= {p(RESPONSE_REDUCTION)} * baseline THEN 1 END),
+       COUNT(CASE WHEN after < {p(REMISSION_BELOW)} THEN 1 END)
+FROM scored"""
     )
     [row] = _run(statement, params)
     return SeriesOutcomes(*(int(value) for value in row))
@@ -352,27 +365,33 @@ def days_to_first_booster(filters: OutcomeFilters) -> list[int]:
     One value per complete series that has a booster given or booked after its last
     infusion (clinic days). A booster on or after the start of the patient's next induction
     series belongs to that new episode, not to this one.
+
+    Each complete series first finds the start of the patient's next series (few rows: a
+    patient has one or two), then meets only the boosters of its own episode.
     """
     params: dict[str, Any] = {}
     sql = _Dialect(params)
     p = sql.param
     statement = (
         _base(filters, sql)
-        + """
+        + """,
+episode AS (
+    SELECT e.series_id, e.patient_id, e.last_on, MIN(n.start_date) AS next_start
+    FROM ended e
+    LEFT JOIN {series_table} n ON n.patient_id = e.patient_id AND n.start_date > e.start_date
+    GROUP BY e.series_id, e.patient_id, e.last_on
+)
 SELECT {days} AS days
-FROM ended e
-JOIN {session_table} b ON b.patient_id = e.patient_id
+FROM episode x
+JOIN {session_table} b ON b.patient_id = x.patient_id
  AND b.kind = {booster}
  AND b.status IN ({scheduled}, {completed})
- AND b.scheduled_on > e.last_on
-WHERE NOT EXISTS (
-    SELECT 1 FROM {series_table} n
-    WHERE n.patient_id = e.patient_id AND n.start_date > e.start_date AND n.start_date <= b.scheduled_on
-)
-GROUP BY e.series_id, e.last_on
+ AND b.scheduled_on > x.last_on
+ AND (x.next_start IS NULL OR b.scheduled_on < x.next_start)
+GROUP BY x.series_id, x.last_on
 ORDER BY days""".format(
             **_tables(),
-            days=sql.days_between("MIN(b.scheduled_on)", "e.last_on"),
+            days=sql.days_between("MIN(b.scheduled_on)", "x.last_on"),
             booster=p(SessionKind.BOOSTER.value),
             scheduled=p(SessionStatus.SCHEDULED.value),
             completed=p(SessionStatus.COMPLETED.value),
