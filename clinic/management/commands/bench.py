@@ -500,7 +500,8 @@ def write_report(path: Path, table: str, options, in_process: dict, elapsed: flo
     path.write_text(
         f"""# Benchmarks
 
-Latest run of `make bench` ({__doc__.splitlines()[0].split(": ", 1)[1]}).
+The latest run of `make bench`: the project's own benchmark, on generated clinics in
+PostgreSQL (`clinic/management/commands/bench.py`).
 
 - Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC
 - Machine: {machine}
