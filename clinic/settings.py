@@ -129,6 +129,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Embedded development database shared by web, worker and beat: take the write lock
     # when a transaction begins, so concurrent writers queue instead of racing.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
+else:
+    # No JIT compilation: the clinic's statements are short, and compiling the few whose
+    # estimated cost crosses jit_above_cost (the reminder scan, the outcome aggregates)
+    # took longer than running them (make bench, docs/benchmarks.md). A DATABASE_URL
+    # with ?options=... sets its own.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", "-c jit=off")
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -33,8 +32,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import connection, transaction
+from django.db.models import Value
+from django.urls import reverse
 from django.utils import timezone
 
+from maintenance import booster_scan
 from maintenance.models import (
     BoosterStage,
     JobRun,
@@ -46,6 +48,7 @@ from maintenance.models import (
     ReminderStatus,
 )
 from maintenance.notify import active_users_with_role, clinicians_for
+from maintenance.selectors import STAGE_ORDER
 from patients import access
 from patients.models import Patient, PatientStatus, PHQ9Assessment
 from sessions.models import InfusionSession, SessionKind, SessionStatus
@@ -136,21 +139,22 @@ def _values(
     kind: ReminderKind,
     patient_id,
     subject_id,
-    recipients: Iterable,
+    recipient_ids: Iterable[int],
+    emailable: Collection[int],
     message: Message,
     send_after: dt.datetime,
     stage: str = "",
     repeat: int = 0,
-    channels: Iterable[ReminderChannel] = (ReminderChannel.IN_APP, ReminderChannel.EMAIL),
 ) -> list[tuple]:
-    """The rows of ``_rows``, as tuples of ``_COLUMNS`` (no model instance per row)."""
+    """The rows of ``_rows`` by user id, as tuples of ``_COLUMNS`` (no model instance per
+    row): in-app to each recipient, and email to those in ``emailable``."""
     values = []
-    for user in {user.pk: user for user in recipients}.values():
-        for channel in channels:
-            if channel == ReminderChannel.EMAIL and not user.email:
+    for pk in dict.fromkeys(recipient_ids):
+        for channel in (ReminderChannel.IN_APP, ReminderChannel.EMAIL):
+            if channel == ReminderChannel.EMAIL and pk not in emailable:
                 continue
             values.append(
-                (str(kind), patient_id, subject_id, str(stage), repeat, user.pk, str(channel),
+                (str(kind), patient_id, subject_id, str(stage), repeat, pk, str(channel),
                  message.title, message.body, message.link, send_after)
             )  # fmt: skip
     return values
@@ -331,65 +335,71 @@ def scan_reminders(*, now: dt.datetime | None = None) -> int:
 
 
 def _scan_boosters(today: dt.date) -> int:
-    from maintenance.selectors import board_order, booster_statuses
+    """Booster stages (due soon, due, overdue and its repeats) of every plan in force with
+    no booster booked, to the patient's clinician and every scheduler.
 
-    schedulers = list(active_users_with_role(access.Role.SCHEDULER))
-    send_after = clinic_datetime(today, _send_time())
-    reminded = sorted(
-        (
+    On PostgreSQL one statement (``booster_scan.due_boosters``) finds the boosters whose
+    reminders are missing, so the every-minute scan reads and writes nothing more once
+    they exist; elsewhere the board's reader (``booster_statuses``) gives every booster
+    and the unique constraint skips the reminders already made.
+    """
+    if connection.vendor == "postgresql":
+        due = booster_scan.due_boosters(today=today, stages=REMINDED_STAGES, not_yet_reminded=True)
+    else:
+        from maintenance.selectors import booster_statuses
+
+        due = booster_scan.from_statuses(
             status
             for status in booster_statuses(today=today, lean=True)
             if status.due.stage in REMINDED_STAGES and status.next_appointment is None
-        ),
-        key=board_order,  # the board's order, most urgent first
-    )
-    primaries = _clinicians_by_id({status.plan.patient.primary_clinician_id for status in reminded})
+        )
+    if not due:
+        return 0
+    recipients = _booster_recipients()
+    send_after = clinic_datetime(today, _send_time())
     rows: list[tuple] = []
-    for status in reminded:
-        stage = status.due.stage
-        repeat = 0
-        if stage == BoosterStage.OVERDUE:
-            days_overdue = (today - status.due.due_until).days
-            repeat = (days_overdue - 1) // settings.CLINIC_BOOSTER_OVERDUE_REPEAT_DAYS
-        patient = status.plan.patient
-        # The patient's clinician (while still a clinician) and every scheduler.
-        primary = primaries.get(patient.primary_clinician_id)
-        recipients = [primary, *schedulers] if primary is not None and access.is_clinician(primary) else schedulers
-        label = stage.label.lower()
+    # The board's order, most urgent first.
+    for booster in sorted(due, key=lambda b: (STAGE_ORDER.index(b.stage), b.due_on, b.last_name, b.first_name)):
+        repeat = booster.overdue_repeat(today)
         again = f" (reminder {repeat + 1})" if repeat else ""
+        trigger = f" {booster.trigger_reason}." if booster.trigger_reason else ""
         rows += _values(
             kind=ReminderKind.BOOSTER_STAGE,
-            patient_id=patient.pk,
-            subject_id=status.last_infusion.pk,
-            stage=stage,
+            patient_id=booster.patient_id,
+            subject_id=booster.last_infusion_id,
+            stage=booster.stage,
             repeat=repeat,
-            recipients=recipients,
+            recipient_ids=recipients.of(booster.primary_clinician_id),
+            emailable=recipients.emailable,
             message=Message(
-                title=f"Booster {label}: {patient.full_name}{again}",
-                body=f"Due {status.due.due_on:%a %d %b %Y}; last infusion {status.last_infusion.scheduled_on:%d %b %Y}."
-                + (f" {status.trigger.reason}." if status.trigger else ""),
-                link=patient.get_absolute_url(),
+                title=f"Booster {booster.stage.label.lower()}: {booster.full_name}{again}",
+                body=f"Due {booster.due_on:%a %d %b %Y}; last infusion {booster.last_infusion_on:%d %b %Y}.{trigger}",
+                link=reverse("patients:detail", kwargs={"pk": booster.patient_id}),
             ),
             send_after=send_after,
         )
     return _insert_values(rows)
 
 
-def _clinicians_by_id(ids: set) -> dict:
-    """The users ``ids`` with their roles loaded (two queries, not one per patient)."""
-    ids.discard(None)
-    if not ids:
-        return {}
-    users = get_user_model().objects.in_bulk(ids)
-    names: dict = defaultdict(set)
-    for user_id, name in (
-        get_user_model().groups.through.objects.filter(user_id__in=ids).values_list("user_id", "group__name")
-    ):
-        names[user_id].add(name)
-    for user in users.values():
-        # What ``access.user_roles`` caches on the user object after its own query.
-        setattr(user, access._CACHE_ATTR, frozenset(role for role in access.Role if role.value in names[user.pk]))
-    return users
+def _booster_recipients() -> booster_scan.Recipients:
+    """Every active scheduler (``active_users_with_role``), and the users who may get their
+    own patients' reminders (``access.is_clinician``: active, and in the clinicians' group
+    or a superuser), in one query."""
+    User = get_user_model()
+    scheduler, clinician = access.Role.SCHEDULER.value, access.Role.CLINICIAN.value
+    members = User.groups.through.objects.filter(group__name__in=(scheduler, clinician), user__is_active=True)
+    superusers = User.objects.filter(is_active=True, is_superuser=True).annotate(role=Value(""))
+    rows = members.values_list("user_id", "user__email", "group__name").union(
+        superusers.values_list("pk", "email", "role"), all=True
+    )
+    schedulers, clinicians, emailable = set(), set(), set()
+    for pk, email, role in rows:
+        (schedulers if role == scheduler else clinicians).add(pk)
+        if email:
+            emailable.add(pk)
+    return booster_scan.Recipients(
+        schedulers=tuple(sorted(schedulers)), clinicians=frozenset(clinicians), emailable=frozenset(emailable)
+    )
 
 
 def _scan_safety(now: dt.datetime) -> int:
