@@ -288,29 +288,31 @@ def response_curve(filters: OutcomeFilters) -> list[CurvePoint]:
     statement = (
         _base(filters, sql)
         + """,
-pre AS (
-    SELECT g.number, p.total,
-           ROW_NUMBER() OVER (PARTITION BY g.id ORDER BY p.taken_at DESC, p.id DESC) AS latest
+pre AS {materialized}(
+    SELECT g.number, (
+        SELECT p.total FROM {phq9_table} p
+        WHERE p.patient_id = g.patient_id
+          AND p.taken_at <= g.started_at
+          AND p.taken_at >= {day_window_start}
+          AND {same_day} = 0
+        ORDER BY p.taken_at DESC, p.id DESC
+        LIMIT 1
+    ) AS total
     FROM given g
-    JOIN {phq9_table} p ON p.patient_id = g.patient_id
-     AND p.taken_at <= g.started_at
-     AND p.taken_at >= {day_window_start}
-     AND {same_day} = 0
 )""".format(
             **_tables(),
             # The exact rule is the clinic-day comparison; the two-day bound only lets the
-            # (patient, taken_at) index narrow the rows first. The comparison is written as a
-            # difference of days, not "taken_on = scheduled_on": as an equality PostgreSQL
-            # takes it for a join key and sorts every PHQ-9 of the clinic for a merge join
-            # instead of probing the index once per infusion.
+            # (patient, taken_at) index narrow the rows first, and the latest one found on
+            # the infusion's day is the one (one probe per infusion, no sort of them all).
             day_window_start=sql.plus_days("g.started_at", -2),
             same_day=sql.days_between("g.scheduled_on", sql.local_date("p.taken_at")),
+            materialized=sql.materialized(),  # each probe once, not once per aggregate
         )
         + f""",
 follow_up AS {sql.materialized()}(
     SELECT {_after_total(sql)} AS total FROM ended e
 )
-SELECT number, COUNT(*), SUM(total), SUM(total * total) FROM pre WHERE latest = 1 GROUP BY number
+SELECT number, COUNT(total), SUM(total), SUM(total * total) FROM pre GROUP BY number
 UNION ALL
 SELECT NULL, COUNT(total), SUM(total), SUM(total * total) FROM follow_up"""
     )
