@@ -368,8 +368,9 @@ def days_to_first_booster(filters: OutcomeFilters) -> list[int]:
     infusion (clinic days). A booster on or after the start of the patient's next induction
     series belongs to that new episode, not to this one.
 
-    Each complete series first finds the start of the patient's next series (few rows: a
-    patient has one or two), then meets only the boosters of its own episode.
+    Each complete series looks for the start of the patient's next series and for its
+    first booster before it: two probes of the (patient, start date) and (patient, day)
+    indexes per series, instead of joining every booster of the clinic.
     """
     params: dict[str, Any] = {}
     sql = _Dialect(params)
@@ -377,26 +378,30 @@ def days_to_first_booster(filters: OutcomeFilters) -> list[int]:
     statement = (
         _base(filters, sql)
         + """,
-episode AS (
-    SELECT e.series_id, e.patient_id, e.last_on, MIN(n.start_date) AS next_start
+episode AS {materialized}(
+    SELECT e.last_on,
+           (SELECT MIN(b.scheduled_on) FROM {session_table} b
+            WHERE b.patient_id = e.patient_id
+              AND b.kind = {booster}
+              AND b.status IN ({scheduled}, {completed})
+              AND b.scheduled_on > e.last_on
+              AND b.scheduled_on < COALESCE(
+                  (SELECT MIN(n.start_date) FROM {series_table} n
+                   WHERE n.patient_id = e.patient_id AND n.start_date > e.start_date),
+                  {far_future})) AS first_booster_on
     FROM ended e
-    LEFT JOIN {series_table} n ON n.patient_id = e.patient_id AND n.start_date > e.start_date
-    GROUP BY e.series_id, e.patient_id, e.last_on
 )
 SELECT {days} AS days
 FROM episode x
-JOIN {session_table} b ON b.patient_id = x.patient_id
- AND b.kind = {booster}
- AND b.status IN ({scheduled}, {completed})
- AND b.scheduled_on > x.last_on
- AND (x.next_start IS NULL OR b.scheduled_on < x.next_start)
-GROUP BY x.series_id, x.last_on
+WHERE x.first_booster_on IS NOT NULL
 ORDER BY days""".format(
             **_tables(),
-            days=sql.days_between("MIN(b.scheduled_on)", "x.last_on"),
+            days=sql.days_between("x.first_booster_on", "x.last_on"),
             booster=p(SessionKind.BOOSTER.value),
             scheduled=p(SessionStatus.SCHEDULED.value),
             completed=p(SessionStatus.COMPLETED.value),
+            far_future=p(connection.ops.adapt_datefield_value(dt.date.max)),
+            materialized=sql.materialized(),  # each probe once, not once for the filter and once for the days
         )
     )
     return [int(days) for (days,) in _run(statement, params)]
