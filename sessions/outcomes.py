@@ -1,7 +1,8 @@
 """The clinic's outcomes across induction series, aggregated in the database.
 
-Three reads, each one SQL statement whatever the number of series, so the outcomes page
-runs the same number of queries for ten series as for ten thousand:
+Three reads, in one SQL statement whatever the number of series (``clinic_outcomes``; each
+also alone), so the outcomes page runs the same number of queries for ten series as for
+ten thousand, and finds the series, their infusions and their scores once for all three:
 
 - ``response_curve``: mean PHQ-9 (0-27) before infusion 1, 2, ... of the series and after
   the series, with n and a 95 % confidence interval;
@@ -274,6 +275,56 @@ def _run(statement: str, params: dict[str, Any]) -> list[tuple]:
         return cursor.fetchall()
 
 
+@dataclass(frozen=True)
+class ClinicOutcomes:
+    """The outcomes page's three reads (each empty when not asked for)."""
+
+    curve: list[CurvePoint]
+    series: SeriesOutcomes | None
+    days_to_booster: list[int]
+
+
+def clinic_outcomes(
+    filters: OutcomeFilters, *, curve: bool = True, series: bool = True, days: bool = True
+) -> ClinicOutcomes:
+    """The reads asked for, in one statement: the series, their numbered infusions and
+    their scores are found once for all three (``_base``, ``scored``)."""
+    params: dict[str, Any] = {}
+    sql = _Dialect(params)
+    ctes = [_scored(sql)] if curve or series else []
+    parts = []
+    none = "CAST(NULL AS BIGINT)"  # a typed empty column: UNION ALL matches the parts' types
+    if curve:
+        ctes.append(_pre(sql))
+        parts.append(
+            f"SELECT 'curve', number, COUNT(total), SUM(total), SUM(total * total), {none} FROM pre GROUP BY number"
+            f"\nUNION ALL\nSELECT 'curve', {none}, COUNT(after), SUM(after), SUM(after * after), {none} FROM scored"
+        )
+    if series:
+        parts.append(_series_select(sql))
+    if days:
+        ctes.append(_episode(sql))
+        parts.append(
+            f"SELECT 'days', {sql.days_between('x.first_booster_on', 'x.last_on')}, {none}, {none}, {none}, {none} "
+            "FROM episode x WHERE x.first_booster_on IS NOT NULL"
+        )
+    statement = _base(filters, sql) + "".join(f",\n{cte}" for cte in ctes) + "\n" + "\nUNION ALL\n".join(parts)
+    points, outcome, waits = [], None, []
+    for part, *values in _run(statement, params):
+        if part == "curve" and values[1]:  # points without any score are left out
+            points.append(CurvePoint.from_sums(*values[:4]))
+        elif part == "series":
+            outcome = SeriesOutcomes(*(int(value) for value in values))
+        elif part == "days":
+            waits.append(int(values[0]))
+    return ClinicOutcomes(
+        # Infusions in order, "after the series" last (at most 13 rows).
+        curve=sorted(points, key=lambda point: (point.is_after, point.infusion or 0)),
+        series=outcome,
+        days_to_booster=sorted(waits),
+    )
+
+
 def response_curve(filters: OutcomeFilters) -> list[CurvePoint]:
     """Mean PHQ-9 by infusion number (1, 2, ...) and after the series (last), one query.
 
@@ -283,44 +334,7 @@ def response_curve(filters: OutcomeFilters) -> list[CurvePoint]:
     progress or not; the point after the series counts complete series with a PHQ-9 within
     CLINIC_AFTER_SERIES_DAYS after their last infusion. Points without any score are left out.
     """
-    params: dict[str, Any] = {}
-    sql = _Dialect(params)
-    statement = (
-        _base(filters, sql)
-        + """,
-pre AS {materialized}(
-    SELECT g.number, (
-        SELECT p.total FROM {phq9_table} p
-        WHERE p.patient_id = g.patient_id
-          AND p.taken_at <= g.started_at
-          AND p.taken_at >= {day_window_start}
-          AND {same_day} = 0
-        ORDER BY p.taken_at DESC, p.id DESC
-        LIMIT 1
-    ) AS total
-    FROM given g
-)""".format(
-            **_tables(),
-            # The exact rule is the clinic-day comparison; the two-day bound only lets the
-            # (patient, taken_at) index narrow the rows first, and the latest one found on
-            # the infusion's day is the one (one probe per infusion, no sort of them all).
-            day_window_start=sql.plus_days("g.started_at", -2),
-            same_day=sql.days_between("g.scheduled_on", sql.local_date("p.taken_at")),
-            materialized=sql.materialized(),  # each probe once, not once per aggregate
-        )
-        + f""",
-follow_up AS {sql.materialized()}(
-    SELECT {_after_total(sql)} AS total FROM ended e
-)
-SELECT number, COUNT(total), SUM(total), SUM(total * total) FROM pre GROUP BY number
-UNION ALL
-SELECT NULL, COUNT(total), SUM(total), SUM(total * total) FROM follow_up"""
-    )
-    points = [
-        CurvePoint.from_sums(number, n, total, squares) for number, n, total, squares in _run(statement, params) if n
-    ]
-    # Infusions in order, "after the series" last (at most 13 rows).
-    return sorted(points, key=lambda point: (point.is_after, point.infusion or 0))
+    return clinic_outcomes(filters, series=False, days=False).curve
 
 
 def series_outcomes(filters: OutcomeFilters) -> SeriesOutcomes:
@@ -333,32 +347,7 @@ def series_outcomes(filters: OutcomeFilters) -> SeriesOutcomes:
     RESPONSE_REDUCTION below a baseline above 0; remission a total below REMISSION_BELOW
     (``phq9_outcome``).
     """
-    params: dict[str, Any] = {}
-    sql = _Dialect(params)
-    p = sql.param
-    statement = (
-        _base(filters, sql)
-        + """,
-scored AS {materialized}(
-    SELECT {baseline} AS baseline, {after} AS after
-    FROM ended e
-)""".format(
-            materialized=sql.materialized(),
-            baseline=_latest_total(
-                sql.plus_days("e.first_at", -settings.CLINIC_BASELINE_WINDOW_DAYS), "e.first_at", inclusive_after=True
-            ),
-            after=_after_total(sql),
-        )
-        + f"""
-SELECT COUNT(*),
-       COUNT(after),
-       COUNT(CASE WHEN after IS NOT NULL AND baseline IS NOT NULL THEN 1 END),
-       COUNT(CASE WHEN baseline > 0 AND baseline - after >= {p(RESPONSE_REDUCTION)} * baseline THEN 1 END),
-       COUNT(CASE WHEN after < {p(REMISSION_BELOW)} THEN 1 END)
-FROM scored"""
-    )
-    [row] = _run(statement, params)
-    return SeriesOutcomes(*(int(value) for value in row))
+    return clinic_outcomes(filters, curve=False, days=False).series
 
 
 def days_to_first_booster(filters: OutcomeFilters) -> list[int]:
@@ -367,18 +356,65 @@ def days_to_first_booster(filters: OutcomeFilters) -> list[int]:
     One value per complete series that has a booster given or booked after its last
     infusion (clinic days). A booster on or after the start of the patient's next induction
     series belongs to that new episode, not to this one.
-
-    Each complete series looks for the start of the patient's next series and for its
-    first booster before it: two probes of the (patient, start date) and (patient, day)
-    indexes per series, instead of joining every booster of the clinic.
     """
-    params: dict[str, Any] = {}
-    sql = _Dialect(params)
+    return clinic_outcomes(filters, curve=False, series=False).days_to_booster
+
+
+def _scored(sql: _Dialect) -> str:
+    """Each complete series' baseline and "after" PHQ-9 totals (see ``series_outcomes``)."""
+    return """scored AS {materialized}(
+    SELECT {baseline} AS baseline, {after} AS after
+    FROM ended e
+)""".format(
+        materialized=sql.materialized(),
+        baseline=_latest_total(
+            sql.plus_days("e.first_at", -settings.CLINIC_BASELINE_WINDOW_DAYS), "e.first_at", inclusive_after=True
+        ),
+        after=_after_total(sql),
+    )
+
+
+def _series_select(sql: _Dialect) -> str:
     p = sql.param
-    statement = (
-        _base(filters, sql)
-        + """,
-episode AS {materialized}(
+    return f"""SELECT 'series', COUNT(*),
+       COUNT(after),
+       COUNT(CASE WHEN after IS NOT NULL AND baseline IS NOT NULL THEN 1 END),
+       COUNT(CASE WHEN baseline > 0 AND baseline - after >= {p(RESPONSE_REDUCTION)} * baseline THEN 1 END),
+       COUNT(CASE WHEN after < {p(REMISSION_BELOW)} THEN 1 END)
+FROM scored"""
+
+
+def _pre(sql: _Dialect) -> str:
+    """Each infusion's number and its pre-infusion PHQ-9 total (see ``response_curve``)."""
+    return """pre AS {materialized}(
+    SELECT g.number, (
+        SELECT p.total FROM {phq9_table} p
+        WHERE p.patient_id = g.patient_id
+          AND p.taken_at <= g.started_at
+          AND p.taken_at >= {day_window_start}
+          AND {same_day} = 0
+        ORDER BY p.taken_at DESC, p.id DESC
+        LIMIT 1
+    ) AS total
+    FROM given g
+)""".format(
+        **_tables(),
+        # The exact rule is the clinic-day comparison; the two-day bound only lets the
+        # (patient, taken_at) index narrow the rows first, and the latest one found on
+        # the infusion's day is the one (one probe per infusion, no sort of them all).
+        day_window_start=sql.plus_days("g.started_at", -2),
+        same_day=sql.days_between("g.scheduled_on", sql.local_date("p.taken_at")),
+        materialized=sql.materialized(),  # each probe once, not once per aggregate
+    )
+
+
+def _episode(sql: _Dialect) -> str:
+    """Each complete series' last day and the first booster of its episode (see
+    ``days_to_first_booster``): the start of the patient's next series and the first
+    booster before it are two probes of the (patient, start date) and (patient, day)
+    indexes per series, instead of joining every booster of the clinic."""
+    p = sql.param
+    return """episode AS {materialized}(
     SELECT e.last_on,
            (SELECT MIN(b.scheduled_on) FROM {session_table} b
             WHERE b.patient_id = e.patient_id
@@ -390,21 +426,14 @@ episode AS {materialized}(
                    WHERE n.patient_id = e.patient_id AND n.start_date > e.start_date),
                   {far_future})) AS first_booster_on
     FROM ended e
-)
-SELECT {days} AS days
-FROM episode x
-WHERE x.first_booster_on IS NOT NULL
-ORDER BY days""".format(
-            **_tables(),
-            days=sql.days_between("x.first_booster_on", "x.last_on"),
-            booster=p(SessionKind.BOOSTER.value),
-            scheduled=p(SessionStatus.SCHEDULED.value),
-            completed=p(SessionStatus.COMPLETED.value),
-            far_future=p(connection.ops.adapt_datefield_value(dt.date.max)),
-            materialized=sql.materialized(),  # each probe once, not once for the filter and once for the days
-        )
+)""".format(
+        **_tables(),
+        booster=p(SessionKind.BOOSTER.value),
+        scheduled=p(SessionStatus.SCHEDULED.value),
+        completed=p(SessionStatus.COMPLETED.value),
+        far_future=p(connection.ops.adapt_datefield_value(dt.date.max)),
+        materialized=sql.materialized(),  # each probe once, not once for the filter and once for the days
     )
-    return [int(days) for (days,) in _run(statement, params)]
 
 
 def after_series_days() -> int:

@@ -815,9 +815,8 @@ def outcomes(request: HttpRequest) -> HttpResponse:
         query["download"] = name
         return f"{reverse('infusions:outcomes')}?{query.urlencode()}"
 
-    points = aggregate.response_curve(filters)
-    series = aggregate.series_outcomes(filters)
-    days = aggregate.days_to_first_booster(filters)
+    outcomes = aggregate.clinic_outcomes(filters)
+    points, series, days = outcomes.curve, outcomes.series, outcomes.days_to_booster
     curve_headers, curve_rows = charts.response_curve_table(points)
     booster_headers, booster_rows = charts.time_to_booster_table(days)
     context.update(

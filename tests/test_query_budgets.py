@@ -101,7 +101,7 @@ BUDGETS: dict[str, dict[str, int]] = {
     # Infusions
     "infusions:today": {"clinician": 8},  # the day's rows with series number and last PHQ-9
     "infusions:week": {"scheduler": 9},  # closed days, the week's rows
-    "infusions:outcomes": {"clinician": 11},  # three aggregates and the filter form's choices
+    "infusions:outcomes": {"clinician": 9},  # the three aggregates in one statement, the filter form's choices
     "infusions:series_new": {"scheduler": 10},  # the patient, the protocols
     "infusions:makeup": {"scheduler": 14},  # series, progress, its sessions, closed days + bookings ahead
     # The infusion log (in progress, signed, missed): the infusion with its series number,

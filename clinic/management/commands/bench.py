@@ -265,10 +265,10 @@ def measure_in_process() -> dict:
 
     def outcomes():
         filters = aggregate.OutcomeFilters()
-        curve = aggregate.response_curve(filters)
-        aggregate.series_outcomes(filters)
-        days = aggregate.days_to_first_booster(filters)
-        for figure in (charts.clinic_response_curve(curve), charts.time_to_first_booster(days)):
+        # What the outcomes page computes (sessions.views.outcomes).
+        result = aggregate.clinic_outcomes(filters)
+        figures = (charts.clinic_response_curve(result.curve), charts.time_to_first_booster(result.days_to_booster))
+        for figure in figures:
             if figure is not None:
                 figure.to_json()
 
