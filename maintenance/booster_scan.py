@@ -220,7 +220,8 @@ WITH staff AS MATERIALIZED (
     JOIN LATERAL (
         SELECT s.id, s.scheduled_on, s.scheduled_at, s.ended_at FROM {session} s
         WHERE s.patient_id = p.patient_id AND s.status = '{completed}'
-        ORDER BY s.scheduled_on DESC, s.scheduled_at DESC LIMIT 1
+        -- one completed infusion a day (session_one_per_patient_day): the day orders them
+        ORDER BY s.scheduled_on DESC LIMIT 1
     ) last ON TRUE
     WHERE p.is_active
       AND NOT EXISTS (
@@ -249,8 +250,9 @@ WITH staff AS MATERIALIZED (
                 OFFSET 0  -- the end of induction is looked for once per PHQ-9, not once per use
             ) a
         ) x
-        WHERE x.total >= plan.threshold
-           OR (x.ended_on IS NOT NULL AND x.total - x.low >= plan.rise)
+        WHERE (x.total >= plan.threshold OR (x.ended_on IS NOT NULL AND x.total - x.low >= plan.rise))
+          -- most plans have no PHQ-9 since their last infusion: one probe, and no more
+          AND EXISTS (SELECT 1 FROM {phq9} c WHERE c.patient_id = plan.patient_id AND c.taken_at > plan.cutoff)
         ORDER BY x.taken_at, x.id LIMIT 1
     ) trig ON TRUE
 ), dated AS (
