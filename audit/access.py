@@ -77,8 +77,9 @@ NOT_LOGGED = frozenset({"health", "api:schema", "api:docs"})
 
 
 # Query parameters of API lists that narrow them to one record: parameter -> its model.
+PATIENT_FILTER = "patient"
 API_FILTERS: dict[str, str] = {
-    "patient": "patients.patient",
+    PATIENT_FILTER: "patients.patient",
     "series": "infusions.inductionseries",
 }
 
@@ -91,6 +92,9 @@ USER_MARK = "audit_user"
 #: Set on a request by a view that shows one patient's data under a URL that does not
 #: name them (the audit search): the log names that patient.
 PATIENT_MARK = "audit_patient_id"
+#: Set on a request by an API list narrowed by ``?patient=`` whose rows carry that
+#: patient (``patient_seen``): the patient's id and login, so the log need not look them up.
+SEEN_MARK = "audit_patient_seen"
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,48 @@ def patient_of(model_label: str | None, object_id: str) -> tuple[bool, uuid.UUID
     return True, row[0], row[1]
 
 
+#: A patient's login the view did not read (see ``patient_seen``).
+LOGIN_NOT_READ = object()
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A patient the view read for the id its request names (``patient_seen``)."""
+
+    model: str
+    object_id: str
+    patient_id: uuid.UUID
+    patient_user_id: object  # int | None, or LOGIN_NOT_READ
+
+
+def patient_seen(
+    request: HttpRequest, object_id: str, *, patient_id: uuid.UUID, patient_user_id=LOGIN_NOT_READ
+) -> None:
+    """Tell the log that the view read rows of patient ``patient_id`` for the id
+    ``object_id`` that the request names (an API list's ``?patient=``, exactly as sent),
+    and the patient's login if it read that too: the patient exists, and the log names
+    them without looking them up again (``record``).
+
+    The log still decides for itself whether the caller may see that patient. Staff see
+    every patient; anyone else only a patient whose login is theirs, so without the login
+    (LOGIN_NOT_READ) the log looks the patient up as before for a caller who is not staff.
+    """
+    setattr(request, SEEN_MARK, Seen("patients.patient", object_id, patient_id, patient_user_id))
+
+
+def _seen(request: HttpRequest, address: Address, user) -> tuple[bool, uuid.UUID | None, int | None] | None:
+    """What the view told of the record the request names (exists, patient, login), or
+    None if it did not tell enough: then ``patient_of`` looks it up."""
+    seen = getattr(request, SEEN_MARK, None)
+    if not isinstance(seen, Seen) or (seen.model, seen.object_id) != (address.model, address.object_id):
+        return None
+    if seen.patient_user_id is LOGIN_NOT_READ:
+        if not access.is_staff_member(user):
+            return None
+        return True, seen.patient_id, None  # staff: the login decides nothing (see record)
+    return True, seen.patient_id, seen.patient_user_id
+
+
 def outcome_of(status: int, *, exists: bool, may_view: bool) -> str:
     if status >= 500:
         return Outcome.FAILED
@@ -204,7 +250,9 @@ def record(request: HttpRequest, response: HttpResponse) -> AccessLog | None:
         return None
     exists, patient_id, patient_user_id = False, None, None
     if address.model and address.object_id:
-        exists, patient_id, patient_user_id = patient_of(address.model, address.object_id)
+        exists, patient_id, patient_user_id = _seen(request, address, user) or patient_of(
+            address.model, address.object_id
+        )
     elif address.own_record:
         from patients.models import Patient
 

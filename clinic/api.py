@@ -16,6 +16,7 @@ from typing import Any
 
 import django_filters
 from axes.exceptions import AxesBackendPermissionDenied
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
@@ -34,6 +35,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView, exception_handler, set_rollback
 
+from audit import access as audit_access
 from patients import access
 from patients.access import Role
 
@@ -74,11 +76,74 @@ class ActionRoles(permissions.BasePermission):
         return bool(rule and rule(request.user))
 
 
+class ClinicFilterBackend(DjangoFilterBackend):
+    """django-filter's backend. A request with no query string has nothing to filter by:
+    every filter would be given no value and leave the list as it is, so the filter set
+    and its form are not built for it."""
+
+    def filter_queryset(self, request, queryset, view):
+        if not request.query_params:
+            return queryset
+        return super().filter_queryset(request, queryset, view)
+
+
+class ClinicFilterSet(django_filters.FilterSet):
+    """The filters of an API list. django-filter builds a new form class out of a filter
+    set's filters for every request (``FilterSet.get_form_class``); when no filter's
+    choices depend on the request, the form class is the same every time, so each filter
+    set builds it once, on first use, and every request validates its query string with
+    a form of that class."""
+
+    def get_form_class(self):
+        form_class = type(self).__dict__.get("_form_class")
+        if form_class is None:
+            form_class = super().get_form_class()
+            if not any(_depends_on_the_request(filter_) for filter_ in self.filters.values()):
+                type(self)._form_class = form_class
+        return form_class
+
+
+def _depends_on_the_request(filter_) -> bool:
+    """A model-choice filter given a callable: its choices are the request's (django-filter)."""
+    return isinstance(filter_, django_filters.filters.QuerySetRequestMixin) and callable(filter_.queryset)
+
+
 class ClinicViewSet(viewsets.GenericViewSet):
     """What every resource of the API shares: roles per action, filters and ordering."""
 
     permission_classes = [ActionRoles]
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [ClinicFilterBackend, OrderingFilter]
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        if page:
+            self._tell_the_access_log(page)
+        return page
+
+    def _tell_the_access_log(self, rows) -> None:
+        """A list narrowed by ``?patient=`` to rows that carry that patient: hand the
+        patient (and their login, if the rows carry it) to the access log, which would
+        otherwise look the patient up again to name them (audit.access.patient_seen)."""
+        named = self.request.query_params.get(audit_access.PATIENT_FILTER)
+        row = rows[0]
+        patient_id = getattr(row, "patient_id", None) if isinstance(row, models.Model) else None
+        if not named or patient_id is None or str(patient_id) != named:
+            return  # the log looks up whatever else the parameter says, as it always has
+        audit_access.patient_seen(
+            self.request._request, named, patient_id=patient_id, patient_user_id=self._patient_login(row)
+        )
+
+    @staticmethod
+    def _patient_login(row):
+        """The login of ``row``'s patient if the row carries it: a ``patient_user_id``
+        annotation, or the patient already joined (else audit.access.LOGIN_NOT_READ)."""
+        if hasattr(row, "patient_user_id"):
+            return row.patient_user_id
+        try:
+            joined = row._meta.get_field("patient").is_cached(row)
+        except FieldDoesNotExist:
+            joined = False
+        return row.patient.user_id if joined else audit_access.LOGIN_NOT_READ
 
 
 # --- Errors ------------------------------------------------------------------------
@@ -147,6 +212,14 @@ class OffsetDateTimeField(serializers.DateTimeField):
         "naive": "Give the time with its UTC offset, for example 2026-11-23T09:00:00-05:00.",
         "implausible": "Enter a time between the years 1900 and 2100.",
     }
+
+    def bind(self, field_name, parent):
+        super().bind(field_name, parent)
+        if not hasattr(self, "timezone"):
+            # Times are shown in the zone current for the request (the clinic's). DRF asks
+            # for it at every value; a field is bound afresh for each request's serializer,
+            # so it asks once here.
+            self.timezone = self.default_timezone()
 
     def to_internal_value(self, value):
         if isinstance(value, str):

@@ -12,6 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from clinic.api import (
+    ClinicFilterSet,
     ClinicModelSerializer,
     ClinicViewSet,
     InputSerializer,
@@ -202,7 +203,7 @@ class NotificationSerializer(ClinicModelSerializer):
         extra_kwargs = {"subject_id": {"help_text": "The record it is about: a PHQ-9 for a safety alert."}}
 
 
-class NotificationFilter(django_filters.FilterSet):
+class NotificationFilter(ClinicFilterSet):
     unread = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull")
     kind = django_filters.ChoiceFilter(choices=NotificationKind.choices)
     patient = django_filters.UUIDFilter(field_name="patient_id")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 
 import django_filters
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
@@ -15,6 +17,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from clinic.api import (
+    ClinicFilterSet,
     ClinicModelSerializer,
     ClinicViewSet,
     InputSerializer,
@@ -120,6 +123,29 @@ class PatientSerializer(ClinicModelSerializer):
         return data
 
 
+#: The patient's contact details, encrypted at rest (patients.models.Patient).
+ENCRYPTED_CONTACT_FIELDS = ("email", "phone", "address", "emergency_contact_name", "emergency_contact_phone")
+
+
+class PatientSummarySerializer(PatientSerializer):
+    """A patient in the list: the record without the contact details (email, phone,
+    address, emergency contact), which are read one patient at a time from the record
+    (``GET /api/v1/patients/{id}/``), where the access log names the patient."""
+
+    clinical = PatientClinicalSerializer(
+        source="*", read_only=True, allow_null=True, help_text="Clinicians only: null for other readers."
+    )
+    primary_clinician = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="User id of the clinician told about this patient's boosters and alerts.",
+    )
+
+    class Meta(PatientSerializer.Meta):
+        fields = [name for name in PatientSerializer.Meta.fields if name not in ENCRYPTED_CONTACT_FIELDS]
+        read_only_fields = fields
+
+
 class ProgressSerializer(serializers.Serializer):
     """The latest PHQ-9 against the current episode's baseline."""
 
@@ -177,6 +203,10 @@ class ResponseCurveSerializer(serializers.Serializer):
     infusions = CurveInfusionSerializer(many=True)
 
 
+class PatientApiFilter(ClinicFilterSet, PatientFilter):
+    """The list page's filters (name or record number, status, diagnosis), built once."""
+
+
 class PatientViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -197,15 +227,34 @@ class PatientViewSet(
         "update": staff,
         "partial_update": staff,
     }
-    filterset_class = PatientFilter  # the list page's: name or record number, status, diagnosis
+    filterset_class = PatientApiFilter  # the list page's: name or record number, status, diagnosis
     ordering_fields = ["last_name", "first_name", "mrn", "date_of_birth", "created_at", "status"]
     ordering = ["last_name", "first_name", "id"]
 
     def get_queryset(self):
-        return access.visible_patients(self.request.user)
+        patients = access.visible_patients(self.request.user)
+        if self.action == "list":
+            # Not shown in the list (PatientSummarySerializer): not read, so not decrypted.
+            patients = patients.defer(*ENCRYPTED_CONTACT_FIELDS)
+        return patients
 
     def get_serializer_class(self):
+        if self.action == "list":
+            return PatientSummarySerializer
         return PatientDetailSerializer if self.action == "retrieve" else PatientSerializer
+
+    @extend_schema(responses=PatientSummarySerializer(many=True))
+    def list(self, request, *args, **kwargs):
+        """Find patients: staff see every patient; a patient sees only their own record.
+
+        Each patient comes without the contact details (email, phone, address, emergency
+        contact): read them from the patient's record, ``GET /api/v1/patients/{id}/``. A list
+        is for finding a patient, as the patients page is, and shows what it shows; the
+        contact details of many patients at once are more than that needs, and a read of
+        one patient's details is kept in the access log with that patient, which a list
+        (that names no patient) cannot do.
+        """
+        return super().list(request, *args, **kwargs)
 
     def perform_create(self, serializer):
         serializer.instance = self._save(Patient(**serializer.validated_data))
@@ -274,18 +323,30 @@ class PHQ9AnswersSerializer(serializers.Serializer):
     difficulty = serializers.CharField(help_text="The tenth question; empty if not answered.")
 
 
+#: The answers as a questionnaire shows them: the nine items and the difficulty question.
+ANSWER_FIELDS = tuple(PHQ9AnswersSerializer().fields)
+
+
 class AcknowledgementSerializer(serializers.Serializer):
     acknowledged_at = OffsetDateTimeField(source="safety_acknowledged_at")
     acknowledged_by = serializers.IntegerField(source="safety_acknowledged_by_id")
     action = serializers.CharField(source="safety_action")
 
 
+def _patient_user_id(assessment: PHQ9Assessment) -> int | None:
+    """The login of the questionnaire's patient: annotated on the API's rows
+    (PHQ9ViewSet.get_queryset), else from the patient the questionnaire was saved with."""
+    if hasattr(assessment, "patient_user_id"):
+        return assessment.patient_user_id
+    return assessment.patient.user_id
+
+
 class PHQ9Serializer(ClinicModelSerializer):
     severity = serializers.SerializerMethodField()
     severity_label = serializers.SerializerMethodField()
-    answers = PHQ9AnswersSerializer(
-        source="*", read_only=True, allow_null=True, help_text="Clinicians and the patient; null for schedulers."
-    )
+    # The stored answers as they are (small integers and the difficulty choice): read
+    # straight from the row, not through a nested serializer of ten fields per row.
+    answers = serializers.SerializerMethodField(help_text="Clinicians and the patient; null for schedulers.")
     safety_flag = serializers.SerializerMethodField(
         help_text="Item 9 above 0 (a safety event whatever the total). Null for readers who may not see it."
     )
@@ -312,13 +373,28 @@ class PHQ9Serializer(ClinicModelSerializer):
         ]
         read_only_fields = fields
 
+    # What the reader may see, asked once per serializer (a list's rows share one).
+    @cached_property
+    def _reader_is_clinical(self) -> bool:
+        # Clinical data is every clinician's, whoever the patient (patients.access): asked
+        # without the patient, whose row a list does not load.
+        return access.can_view_clinical(viewer(self.context))
+
+    @cached_property
+    def _reader_is_patient(self) -> bool:
+        return access.has_role(viewer(self.context), access.Role.PATIENT)
+
     def _sees_answers(self, assessment: PHQ9Assessment) -> bool:
-        user = viewer(self.context)
-        return access.can_view_clinical(user, assessment.patient) or self._is_own(assessment)
+        return self._reader_is_clinical or self._is_own(assessment)
 
     def _is_own(self, assessment: PHQ9Assessment) -> bool:
-        user = viewer(self.context)
-        return access.has_role(user, access.Role.PATIENT) and assessment.patient.user_id == user.pk
+        return self._reader_is_patient and _patient_user_id(assessment) == viewer(self.context).pk
+
+    @extend_schema_field(PHQ9AnswersSerializer(allow_null=True))
+    def get_answers(self, assessment: PHQ9Assessment) -> dict | None:
+        if not self._sees_answers(assessment):
+            return None
+        return {name: getattr(assessment, name) for name in ANSWER_FIELDS}
 
     def get_severity(self, assessment: PHQ9Assessment) -> str:
         return assessment.severity.value
@@ -331,7 +407,7 @@ class PHQ9Serializer(ClinicModelSerializer):
 
     @extend_schema_field(AcknowledgementSerializer(allow_null=True))
     def get_safety_acknowledgement(self, assessment: PHQ9Assessment) -> dict | None:
-        if assessment.safety_acknowledged_at is None or not access.can_view_clinical(viewer(self.context)):
+        if assessment.safety_acknowledged_at is None or not self._reader_is_clinical:
             return None
         return AcknowledgementSerializer(assessment).data
 
@@ -342,12 +418,6 @@ class PHQ9Serializer(ClinicModelSerializer):
             f"If you are thinking about hurting yourself, call or text {settings.CLINIC_CRISIS_LINE} now, "
             f"or {settings.CLINIC_EMERGENCY_NUMBER} in an emergency. Your care team has been told."
         )
-
-    def to_representation(self, assessment):
-        data = super().to_representation(assessment)
-        if not self._sees_answers(assessment):
-            data["answers"] = None
-        return data
 
 
 class PHQ9CreateSerializer(InputSerializer):
@@ -393,7 +463,7 @@ class AcknowledgeSerializer(InputSerializer):
     action = serializers.CharField(help_text="What was done: called the patient, reviewed the safety plan ...")
 
 
-class PHQ9ApiFilter(django_filters.FilterSet):
+class PHQ9ApiFilter(ClinicFilterSet):
     patient = django_filters.UUIDFilter(field_name="patient_id", help_text="Only this patient's questionnaires.")
     taken_after = OffsetDateTimeFilter(field_name="taken_at", lookup_expr="gte")
     taken_before = OffsetDateTimeFilter(field_name="taken_at", lookup_expr="lt")
@@ -414,10 +484,6 @@ class PHQ9ApiFilter(django_filters.FilterSet):
             raise ValidationError({"needs_acknowledgement": ["Only clinicians can filter by safety alerts."]})
         open_alerts = {"item_9__gt": 0, "safety_acknowledged_at__isnull": True}
         return queryset.filter(**open_alerts) if value else queryset.exclude(**open_alerts)
-
-
-#: The patient's encrypted contact details (patients.models.Patient).
-ENCRYPTED_CONTACT_FIELDS = ("email", "phone", "address", "emergency_contact_name", "emergency_contact_phone")
 
 
 class PHQ9ViewSet(
@@ -441,11 +507,19 @@ class PHQ9ViewSet(
     ordering = ["-taken_at", "id"]
 
     def get_queryset(self):
-        queryset = PHQ9Assessment.objects.select_related("patient").defer(
-            # Shown nowhere in a questionnaire: not read, so not decrypted row by row.
-            *(f"patient__{name}" for name in ENCRYPTED_CONTACT_FIELDS)
-        )
-        if access.is_staff_member(self.request.user):
+        # Of the patient, a questionnaire shows only the id (its own column): no Patient row
+        # is read (or its contact details decrypted) per questionnaire. A patient's own
+        # questionnaires also say whose they are (PHQ9Serializer._is_own), from the
+        # patient's login, read by a subquery (not a join: the list's COUNT drops unused
+        # annotations and reads the one table).
+        queryset = PHQ9Assessment.objects.all()
+        if self.action == "acknowledge":
+            queryset = queryset.select_related("patient")  # the service checks it
+        user = self.request.user
+        if access.has_role(user, access.Role.PATIENT):
+            patient_login = Patient.objects.filter(pk=OuterRef("patient_id")).values("user_id")[:1]
+            queryset = queryset.annotate(patient_user_id=Subquery(patient_login))
+        if access.is_staff_member(user):
             return queryset  # staff see every patient: no semi-join for the planner to cost
         return queryset.filter(patient__in=access.visible_patients(self.request.user))
 

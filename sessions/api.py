@@ -16,6 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from clinic.api import (
+    ClinicFilterSet,
     ClinicModelSerializer,
     ClinicViewSet,
     InputSerializer,
@@ -68,13 +69,21 @@ class ProtocolSerializer(ClinicModelSerializer):
         read_only_fields = fields
 
 
+class ProtocolFilter(ClinicFilterSet):
+    class Meta:
+        model = Protocol
+        fields = ["is_active", "route"]
+
+
 class ProtocolViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ClinicViewSet):
     """The clinic's induction protocols (set up by an administrator in the admin site)."""
 
     action_roles = {"list": staff, "retrieve": staff}
     serializer_class = ProtocolSerializer
     queryset = Protocol.objects.all()
-    filterset_fields = ["is_active", "route"]
+    # A filter set of its own (not ``filterset_fields``, from which django-filter builds
+    # a new filter set class on every request).
+    filterset_class = ProtocolFilter
     ordering_fields = ["name", "infusion_count"]
     ordering = ["name", "id"]
 
@@ -181,7 +190,7 @@ class InfusionSerializer(ClinicModelSerializer):
         return data
 
 
-class InfusionFilter(django_filters.FilterSet):
+class InfusionFilter(ClinicFilterSet):
     patient = django_filters.UUIDFilter(field_name="patient_id")
     series = django_filters.UUIDFilter(field_name="series_id")
     kind = django_filters.ChoiceFilter(choices=SessionKind.choices)
@@ -490,7 +499,7 @@ class MakeupSerializer(InputSerializer):
     scheduled_at = OffsetDateTimeField()
 
 
-class SeriesFilter(django_filters.FilterSet):
+class SeriesFilter(ClinicFilterSet):
     patient = django_filters.UUIDFilter(field_name="patient_id")
     protocol = django_filters.UUIDFilter(field_name="protocol_id")
     started_after = django_filters.DateFilter(field_name="start_date", lookup_expr="gte")
