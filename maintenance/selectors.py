@@ -16,6 +16,7 @@ from maintenance.models import BoosterDue, BoosterStage, MaintenancePlan
 from patients.models import Patient, PatientStatus, PHQ9Assessment
 from sessions.models import InductionSeries, InfusionSession, SessionKind, SessionStatus
 from sessions.scheduling import PLANNING_HORIZON_DAYS, clinic_date, clinic_datetime, closed_dates_between, is_open_day
+from sessions.selectors import PatientHistory
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,13 @@ class BoosterStatus:
 
 
 def last_completed_infusion(patient: Patient) -> InfusionSession | None:
-    """The patient's most recent completed infusion, induction or booster."""
+    """The patient's most recent completed infusion, induction or booster (one query; the
+    same rule as ``PatientHistory.last_completed_infusion``)."""
     return (
         patient.infusion_sessions.filter(status=SessionStatus.COMPLETED)
         .order_by("-scheduled_on", "-scheduled_at")
         .first()
     )
-
-
-def induction_end(patient: Patient) -> InfusionSession | None:
-    """The last completed infusion of the patient's latest complete induction series."""
-    for series in patient.series.with_progress().order_by("-start_date"):
-        if series.is_complete:
-            return series.sessions.filter(status=SessionStatus.COMPLETED).order_by("-scheduled_at").first()
-    return None
 
 
 def post_induction_start(end: InfusionSession) -> dt.datetime:
@@ -78,25 +72,13 @@ def first_trigger(
     return None
 
 
-def symptom_trigger(*, plan: MaintenancePlan, since: InfusionSession) -> SymptomTrigger | None:
-    """The first PHQ-9 after ``since`` that meets the plan's triggers, if any.
-
-    A rise is measured over the lowest total after the end of induction.
-    """
-    patient = plan.patient
-    end = induction_end(patient)
-    scores = patient.phq9_assessments.order_by("taken_at")
-    if end is not None:
-        scores = scores.filter(taken_at__gte=post_induction_start(end))
-    return first_trigger(plan=plan, scores=scores, since=since, after_induction=end is not None)
-
-
 def booster_status(*, patient: Patient, today: dt.date | None = None) -> BoosterStatus | None:
     """Where the patient's next booster stands, or None when boosters do not apply yet.
 
     Boosters apply once the patient has a maintenance plan in force (see
     ``MaintenancePlan.is_in_force``), no induction series in progress, and at least one
-    completed infusion.
+    completed infusion. Reads the plan, then the patient's history (``PatientHistory``)
+    for ``booster_status_from_history``.
     """
     try:
         plan = patient.maintenance_plan
@@ -104,25 +86,35 @@ def booster_status(*, patient: Patient, today: dt.date | None = None) -> Booster
         return None
     if not plan.is_in_force:
         return None
-    if any(series.is_in_progress for series in patient.series.with_progress()):
+    return booster_status_from_history(plan=plan, history=PatientHistory.load(patient), today=today)
+
+
+def booster_status_from_history(
+    *, plan: MaintenancePlan | None, history: PatientHistory, today: dt.date | None = None
+) -> BoosterStatus | None:
+    """``booster_status`` from the patient's plan (or None) and history already read (the
+    patient page has both): no query. The rules of ``booster_status``, in one place."""
+    if plan is None or not plan.is_in_force:
         return None
-    last = last_completed_infusion(patient)
+    if any(series.is_in_progress for series in history.series):
+        return None
+    last = history.last_completed_infusion()
     if last is None:
         return None
     today = today or timezone.localdate()
-    trigger = symptom_trigger(plan=plan, since=last)
+    # A rise is measured over the lowest total after the end of induction.
+    end = history.induction_end()
+    scores = history.phq9s
+    if end is not None:
+        start = post_induction_start(end)
+        scores = [assessment for assessment in scores if assessment.taken_at >= start]
+    trigger = first_trigger(plan=plan, scores=scores, since=last, after_induction=end is not None)
     due = plan.due_status(
         last_infusion_on=last.scheduled_on,
         today=today,
         triggered_on=clinic_date(trigger.assessment.taken_at) if trigger else None,
     )
-    upcoming = (
-        patient.infusion_sessions.filter(
-            kind=SessionKind.BOOSTER, status=SessionStatus.SCHEDULED, scheduled_on__gte=today
-        )
-        .order_by("scheduled_at")
-        .first()
-    )
+    upcoming = next((session for session in history.upcoming(today) if session.kind == SessionKind.BOOSTER), None)
     return BoosterStatus(plan=plan, last_infusion=last, due=due, trigger=trigger, next_appointment=upcoming)
 
 
@@ -202,7 +194,7 @@ def _series_in_progress(patient_ref: OuterRef) -> QuerySet[InductionSeries]:
 
 
 def _latest_complete_series(patient_ref: OuterRef) -> QuerySet[InductionSeries]:
-    """Same rule as ``induction_end``: the newest series whose planned infusions were given."""
+    """Same rule as ``PatientHistory.induction_end``: the newest series whose planned infusions were given."""
     return _series_with_progress(patient_ref).filter(done__gte=F("planned_infusions")).order_by("-start_date")
 
 

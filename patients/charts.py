@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
-from django.utils import timezone
+import datetime as dt
+import html
+import json
+from dataclasses import dataclass
 
-from clinic.charts import ALERT, BOOSTER, MUTED, PRIMARY, base_layout, phq9_band_labels, phq9_band_shapes
+import plotly.graph_objects as go
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from clinic.charts import ALERT, BOOSTER, MUTED, PRIMARY, Chart, base_layout, phq9_band_labels, phq9_band_shapes
 from patients.phq9 import REMISSION_BELOW, RESPONSE_REDUCTION
 from sessions.selectors import ResponseCurveData
 
@@ -15,8 +23,11 @@ MIN_POINTS = 2
 INFUSION_Y = -1.2
 
 
-def _local(moment):
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+def _local(moment: dt.datetime, tz: dt.tzinfo) -> str:
+    """``moment`` in the clinic's time as the curve and its table write it (2026-11-18 14:05);
+    ``tz`` is the current time zone, looked up once per chart rather than per point."""
+    local = moment.astimezone(tz)
+    return f"{local.year:04d}-{local.month:02d}-{local.day:02d} {local.hour:02d}:{local.minute:02d}"
 
 
 def response_curve(data: ResponseCurveData) -> go.Figure | None:
@@ -38,11 +49,13 @@ def response_curve_spec(data: ResponseCurveData) -> dict | None:
     points = data.points
     if len(points) < MIN_POINTS:
         return None
+    tz = timezone.get_current_timezone()
+    taken = [_local(p.taken_at, tz) for p in points]
     traces = [
         {
             "type": "scatter",
             "name": "PHQ-9 total",
-            "x": [_local(p.taken_at) for p in points],
+            "x": taken,
             "y": [p.total for p in points],
             "mode": "lines+markers",
             "line": {"color": PRIMARY, "width": 2.5},
@@ -51,14 +64,14 @@ def response_curve_spec(data: ResponseCurveData) -> dict | None:
             "hovertemplate": "%{x|%d %b %Y}<br>PHQ-9 <b>%{y}</b> (%{customdata[0]})<br>%{customdata[1]}<extra></extra>",
         }
     ]
-    flagged = [p for p in points if p.item_9 > 0]
+    flagged = [index for index, p in enumerate(points) if p.item_9 > 0]
     if flagged:
         traces.append(
             {
                 "type": "scatter",
                 "name": "Item 9 above 0",
-                "x": [_local(p.taken_at) for p in flagged],
-                "y": [p.total for p in flagged],
+                "x": [taken[index] for index in flagged],
+                "y": [points[index].total for index in flagged],
                 "mode": "markers",
                 "marker": {"symbol": "diamond-open", "size": 15, "color": ALERT, "line": {"width": 2.5}},
                 "hovertemplate": "%{x|%d %b %Y}<br>Item 9 answered above 0<extra></extra>",
@@ -74,7 +87,7 @@ def response_curve_spec(data: ResponseCurveData) -> dict | None:
                 {
                     "type": "scatter",
                     "name": name,
-                    "x": [_local(i.when) for i in given],
+                    "x": [_local(i.when, tz) for i in given],
                     "y": [INFUSION_Y] * len(given),
                     "mode": "markers",
                     "marker": {"symbol": symbol, "size": 10, "color": colour},
@@ -153,9 +166,10 @@ def response_curve_summary(data: ResponseCurveData) -> str:
 def response_curve_table(data: ResponseCurveData, *, clinical: bool = True) -> tuple[list[str], list[list]]:
     """The table behind the curve; the item-9 column only for clinical readers."""
     headers = ["Date", "PHQ-9 total", "Band", *(["Item 9"] if clinical else []), "Infusion that day"]
+    tz = timezone.get_current_timezone()
     rows = [
         [
-            f"{timezone.localtime(p.taken_at):%Y-%m-%d %H:%M}",
+            _local(p.taken_at, tz),
             p.total,
             p.band,
             *([p.item_9] if clinical else []),
@@ -164,3 +178,48 @@ def response_curve_table(data: ResponseCurveData, *, clinical: bool = True) -> t
         for p in reversed(data.points)
     ]
     return headers, rows
+
+
+@dataclass
+class ResponseCurveChart(Chart):
+    """The response curve for ``templates/patients/response_curve.html``: what
+    ``includes/chart.html`` renders, with its two long parts put together here rather than
+    cell by cell in the template (years of scores make a long table): the same HTML."""
+
+    @property
+    def figure_script(self) -> SafeString:
+        """``{{ chart.figure_json|json_script:chart.id }}``, with the escapes as replaces
+        (``str.translate`` with a mapping goes character by character)."""
+        text = json.dumps(self.figure_json, cls=DjangoJSONEncoder)
+        text = text.replace(">", "\\u003E").replace("<", "\\u003C").replace("&", "\\u0026")
+        return format_html('<script id="{}" type="application/json">{}</script>', self.id, mark_safe(text))
+
+    @property
+    def rows_html(self) -> SafeString:
+        """The table's body rows, each cell escaped (``<tr><td>...</td></tr>``)."""
+        return mark_safe(
+            "".join(
+                "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in self.rows
+            )
+        )
+
+
+def response_curve_chart(
+    data: ResponseCurveData, *, csv_url: str, clinical: bool, title: str = "Response curve"
+) -> ResponseCurveChart:
+    """The patient's response curve with its text alternative (staff page and portal).
+
+    ``clinical``: whether the reader may see item-9 answers (clinicians, and the patient
+    who gave them; not schedulers).
+    """
+    headers, rows = response_curve_table(data, clinical=clinical)
+    return ResponseCurveChart(
+        id="response-curve",
+        title=title,
+        # The figure as a plain dict (the same JSON as the plotly figure, built cheaply).
+        figure=response_curve_spec(data),
+        summary=response_curve_summary(data),
+        headers=headers,
+        rows=rows,
+        csv_url=csv_url,
+    )

@@ -13,12 +13,13 @@ from django.urls import reverse, reverse_lazy
 from clinic.charts import csv_response
 from clinic.decorators import patient_required
 from clinic.forms import add_service_errors
+from patients.charts import response_curve_chart
 from patients.forms import PHQ9Form
 from patients.models import Patient, PHQ9Source
 from patients.phq9 import ITEM_FIELDS, SEVERITY_BANDS
 from patients.services import phq9_record, portal_phq9_next_day
-from patients.views import PatientHistory, _chart, response_curve_chart
-from sessions.models import SessionKind, SessionStatus
+from sessions.models import SessionKind
+from sessions.selectors import PatientHistory, response_curve_data
 
 
 def _own_patient(request) -> Patient:
@@ -34,8 +35,8 @@ def home(request):
     # The patient's PHQ-9s, infusions and series read once (PatientHistory) for the curve,
     # the latest questionnaire and the appointments.
     history = PatientHistory.load(patient)
-    chart = _chart(
-        history.curve(clinical=True, baseline=history.baseline(history.series[0] if history.series else None)),
+    chart = response_curve_chart(
+        history.curve(clinical=True),
         csv_url=reverse("portal:download"),
         clinical=True,
         title="Your PHQ-9 scores over time",
@@ -46,11 +47,11 @@ def home(request):
         {
             "nav": "portal",
             "patient": patient,
-            "latest": history.phq9s[-1] if history.phq9s else None,
+            "latest": history.latest,
             "chart": chart,
             "next_phq9_day": portal_phq9_next_day(patient),
             "upcoming": history.upcoming(),
-            "past": [s for s in reversed(history.sessions) if s.status == SessionStatus.COMPLETED],
+            "past": history.completed()[::-1],
             "BOOSTER": SessionKind.BOOSTER,
         },
     )
@@ -59,7 +60,7 @@ def home(request):
 @patient_required
 def download(request):
     """The patient's own PHQ-9 scores as CSV."""
-    chart = response_curve_chart(_own_patient(request), csv_url="", clinical=True)
+    chart = response_curve_chart(response_curve_data(_own_patient(request)), csv_url="", clinical=True)
     return csv_response("my-phq9-scores.csv", chart.headers, chart.rows)
 
 

@@ -2,41 +2,34 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from dataclasses import dataclass
+import uuid
+from html import escape
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dates import MONTHS_3
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
-from clinic.charts import Chart, csv_response
+from clinic.charts import csv_response
 from clinic.decorators import clinician_required, staff_required
 from clinic.forms import add_service_errors
-from maintenance.models import MaintenancePlan
-from maintenance.selectors import booster_status
+from maintenance.selectors import booster_status_from_history
 from patients import access
-from patients.charts import response_curve_spec, response_curve_summary, response_curve_table
+from patients.charts import response_curve_chart
 from patients.forms import AcknowledgeForm, PatientFilter, PatientForm, PHQ9Form
 from patients.models import Patient, PHQ9Assessment
-from patients.phq9 import ITEM_FIELDS, SEVERITY_BANDS, phq9_outcome
+from patients.phq9 import ITEM_FIELDS, SEVERITY_BANDS
 from patients.services import patient_invite_to_portal, patient_save, phq9_acknowledge_safety, phq9_record
-from sessions.models import OCCUPYING_STATUSES, InductionSeries, InfusionSession, SessionKind, SessionStatus
-from sessions.scheduling import clinic_datetime
-from sessions.selectors import (
-    CurveInfusion,
-    CurvePoint,
-    ResponseCurveData,
-    TimelineEntry,
-    TreatmentSummary,
-    response_curve_data,
-)
+from sessions.models import InfusionSession, SessionStatus
+from sessions.selectors import PatientHistory
 from sessions.services import series_gap_report
 
 PAGE_SIZE = 25
@@ -102,192 +95,58 @@ def patient_edit(request, pk):
     return render(request, "patients/form.html", {"nav": "patients", "form": form, "patient": patient})
 
 
-@dataclass
-class PatientHistory:
-    """All of a patient's PHQ-9s, infusions and series, read once (three queries) for the
-    patient page, which derives from them what ``sessions.selectors`` would read again
-    and again: the response curve, the treatment summary, the timeline, the upcoming
-    appointments and the open safety alerts. Read per request: nothing is cached."""
+#: Any id: the infusion log's address is reversed once per page, then each id put in it.
+_ANY_ID = uuid.UUID(int=0)
 
-    phq9s: list[PHQ9Assessment]  # oldest first
-    sessions: list[InfusionSession]  # by scheduled_at, with their series
-    series: list[InductionSeries]  # newest first, with their protocol
 
-    #: The columns the pages show (the rest, free text and bookkeeping, is not read).
-    PHQ9_FIELDS = ("patient_id", "taken_at", "total", "item_9", "source", "safety_acknowledged_at")
-    SESSION_FIELDS = (
-        *("patient_id", "series_id", "kind", "status", "scheduled_at", "scheduled_on", "started_at", "route"),
-        "series__planned_infusions",
-    )
-
-    @classmethod
-    def load(cls, patient: Patient) -> PatientHistory:
-        return cls(
-            phq9s=list(patient.phq9_assessments.only(*cls.PHQ9_FIELDS).order_by("taken_at")),
-            sessions=list(
-                patient.infusion_sessions.select_related("series").only(*cls.SESSION_FIELDS).order_by("scheduled_at")
-            ),
-            series=list(patient.series.select_related("protocol").order_by("-start_date")),
+def _timeline_items(entries, *, clinical: bool) -> SafeString:
+    """The timeline's ``<li>`` items for one page of entries, put together here rather than
+    in the template (a dozen lookups, filters and a ``{% url %}`` per entry, twenty entries
+    a page): each entry's day in the clinic's time (``date:"j M Y"``), its title (linked to
+    the infusion's log for clinical readers), badge and detail, every value escaped."""
+    tz = timezone.get_current_timezone()
+    log_url = reverse("infusions:detail", args=[_ANY_ID])
+    months = {}  # the month abbreviations of ``date:"M"``, translated once per page
+    items = []
+    for entry in entries:
+        local = entry.when.astimezone(tz)
+        if local.month not in months:
+            months[local.month] = str(MONTHS_3[local.month]).title()
+        title = escape(entry.title)
+        if clinical and entry.kind in ("infusion", "booster"):
+            title = f'<a href="{escape(log_url.replace(str(_ANY_ID), str(entry.record.pk)))}">{title}</a>'
+        badge = (
+            f' <span class="badge badge--{escape(entry.badge)}">{escape(entry.badge_label)}</span>'
+            if entry.badge
+            else ""
         )
-
-    @property
-    def current_series(self) -> InductionSeries | None:
-        """The latest series (the current episode), with its completed infusions counted."""
-        if not self.series:
-            return None
-        series = self.series[0]
-        series.completed_count = sum(
-            1 for s in self.sessions if s.series_id == series.pk and s.status == SessionStatus.COMPLETED
+        detail = f' <span class="muted small">· {escape(entry.detail)}</span>' if entry.detail else ""
+        day = f"{local.day} {months[local.month]} {local.year:04d}"
+        items.append(
+            f'<li>\n      <time datetime="{local.isoformat()}">{day}</time>\n'
+            f"      <div>\n        {title}{badge}{detail}\n      </div>\n    </li>"
         )
-        return series
-
-    def baseline(self, series: InductionSeries | None) -> PHQ9Assessment | None:
-        """As ``InductionSeries.baseline``: the latest PHQ-9 in the window before the
-        series' first (occupying) infusion."""
-        if series is None:
-            return None
-        first = next((s for s in self.sessions if s.series_id == series.pk and s.status in OCCUPYING_STATUSES), None)
-        if first is None:
-            return None
-        first_at = first.started_at or first.scheduled_at
-        window_start = first_at - dt.timedelta(days=settings.CLINIC_BASELINE_WINDOW_DAYS)
-        in_window = [a for a in self.phq9s if window_start <= a.taken_at <= first_at]
-        return in_window[-1] if in_window else None
-
-    def upcoming(self) -> list[InfusionSession]:
-        """Booked infusions from today on, soonest first."""
-        today = timezone.localdate()
-        return [s for s in self.sessions if s.status == SessionStatus.SCHEDULED and s.scheduled_on >= today]
-
-    def curve(self, *, clinical: bool, baseline: PHQ9Assessment | None) -> ResponseCurveData:
-        """As ``sessions.selectors.response_curve_data``."""
-        infusions: list[CurveInfusion] = []
-        by_day: dict[dt.date, str] = {}
-        numbers: dict = {}
-        for session in self.sessions:
-            if session.status != SessionStatus.COMPLETED:
-                continue
-            if session.kind == SessionKind.BOOSTER:
-                label = "Booster infusion"
-            else:
-                numbers[session.series_id] = numbers.get(session.series_id, 0) + 1
-                label = f"Induction infusion {numbers[session.series_id]} of {session.series.planned_infusions}"
-            infusions.append(
-                CurveInfusion(session.started_at or session.scheduled_at, label, session.kind == SessionKind.BOOSTER)
-            )
-            by_day[session.scheduled_on] = label
-        points = [
-            CurvePoint(
-                taken_at=assessment.taken_at,
-                total=assessment.total,
-                band=assessment.severity.label,
-                item_9=assessment.item_9 if clinical else 0,
-                infusion=by_day.get(timezone.localdate(assessment.taken_at), ""),
-            )
-            for assessment in self.phq9s
-        ]
-        return ResponseCurveData(points=points, infusions=infusions, baseline=baseline)
-
-    def timeline(self, *, clinical: bool) -> list[TimelineEntry]:
-        """As ``sessions.selectors.patient_timeline``: newest first."""
-        entries: list[TimelineEntry] = []
-        for assessment in reversed(self.phq9s):
-            flag = " · item 9 answered above 0" if clinical and assessment.has_safety_flag else ""
-            severity = assessment.severity
-            entries.append(
-                TimelineEntry(
-                    when=assessment.taken_at,
-                    kind="phq9",
-                    title=f"PHQ-9: {assessment.total}",
-                    detail=f"{assessment.get_source_display()}{flag}",
-                    badge=severity.value,
-                    badge_label=severity.label,
-                    record=assessment,
-                )
-            )
-        numbers: dict = {}
-        for session in self.sessions:
-            if session.kind == SessionKind.BOOSTER:
-                title = "Booster infusion"
-            elif session.status == SessionStatus.COMPLETED:
-                numbers[session.series_id] = numbers.get(session.series_id, 0) + 1
-                title = f"Induction infusion {numbers[session.series_id]} of {session.series.planned_infusions}"
-            else:
-                title = "Induction infusion"
-            entries.append(
-                TimelineEntry(
-                    when=session.started_at or session.scheduled_at,
-                    kind="booster" if session.kind == SessionKind.BOOSTER else "infusion",
-                    title=title,
-                    detail=session.get_route_display(),
-                    badge=session.status,
-                    badge_label=session.get_status_display(),
-                    record=session,
-                )
-            )
-        for series in self.series:
-            detail = series.protocol.name
-            if series.discontinued_at:
-                detail += f" · discontinued: {series.discontinued_reason}" if clinical else " · discontinued"
-            entries.append(
-                TimelineEntry(
-                    when=clinic_datetime(series.start_date, dt.time.min),
-                    kind="series",
-                    title="Induction series started",
-                    detail=detail,
-                    record=series,
-                )
-            )
-        entries.sort(key=lambda entry: entry.when, reverse=True)
-        return entries
-
-
-def _chart(data: ResponseCurveData, *, csv_url: str, clinical: bool, title: str) -> Chart:
-    headers, rows = response_curve_table(data, clinical=clinical)
-    return Chart(
-        id="response-curve",
-        title=title,
-        # The figure as a plain dict (the same JSON as the plotly figure, built cheaply).
-        figure=response_curve_spec(data),
-        summary=response_curve_summary(data),
-        headers=headers,
-        rows=rows,
-        csv_url=csv_url,
-    )
-
-
-def response_curve_chart(patient: Patient, *, csv_url: str, clinical: bool, title: str = "Response curve") -> Chart:
-    """The patient's response curve with its text alternative (staff page and portal).
-
-    ``clinical``: whether the reader may see item-9 answers (clinicians, and the patient
-    who gave them; not schedulers).
-    """
-    return _chart(response_curve_data(patient, clinical=clinical), csv_url=csv_url, clinical=clinical, title=title)
+    return mark_safe("\n    ".join(items))
 
 
 @staff_required
 def patient_detail(request, pk):
-    patient = _patient(request, pk)
+    # The patient (with their clinician, login and maintenance plan) and their history in
+    # one statement: the page derives everything else from them, booster status included.
+    patient, history = PatientHistory.load_with_patient(pk)
+    if patient is None:
+        raise Http404("No Patient matches the given query.")
+    if not access.can_view_patient(request.user, patient):
+        raise PermissionDenied
     clinical = access.can_view_clinical(request.user, patient)
-    history = PatientHistory.load(patient)
-    series = history.current_series
-    baseline = history.baseline(series)
-    chart = _chart(
-        history.curve(clinical=clinical, baseline=baseline),
-        csv_url="?download=response_curve",
-        clinical=clinical,
-        title="Response curve",
+    chart = response_curve_chart(
+        history.curve(clinical=clinical), csv_url="?download=response_curve", clinical=clinical
     )
     if request.GET.get("download") == "response_curve":
         return csv_response(f"phq9-{patient.mrn}.csv", chart.headers, chart.rows)
-    latest = history.phq9s[-1] if history.phq9s else None
-    summary = TreatmentSummary(
-        series=series,
-        baseline=baseline,
-        latest=latest,
-        outcome=phq9_outcome(baseline=baseline.total if baseline else None, current=latest.total) if latest else None,
-    )
-    open_alerts = [a for a in history.phq9s if a.item_9 > 0 and a.safety_acknowledged_at is None]
+    plan = getattr(patient, "maintenance_plan", None)  # None: no plan
+    series = history.current_series
+    open_alerts = history.open_alerts()
     # Years of history make a long timeline: the newest entries, older ones a page further.
     timeline = Paginator(history.timeline(clinical=clinical), TIMELINE_PAGE_SIZE).get_page(request.GET.get("timeline"))
     return render(
@@ -296,13 +155,14 @@ def patient_detail(request, pk):
         {
             "nav": "patients",
             "patient": patient,
-            "summary": summary,
-            "booster": booster_status(patient=patient),
-            "plan": MaintenancePlan.objects.filter(patient=patient).select_related("protocol").first(),
+            "summary": history.summary(),
+            "booster": booster_status_from_history(plan=plan, history=history),
+            "plan": plan,
             "upcoming": history.upcoming(),
             "open_alerts": open_alerts,
-            "acknowledge_form": AcknowledgeForm(),
+            "acknowledge_form": AcknowledgeForm() if open_alerts else None,
             "timeline": timeline,
+            "timeline_items": _timeline_items(timeline, clinical=clinical),
             # The numbers of the reversed list continue from page to page.
             "timeline_start": timeline.paginator.count - timeline.start_index() + 1,
             "series_gaps": series_gap_report(series) if series and series.is_in_progress else [],
