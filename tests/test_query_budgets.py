@@ -87,13 +87,13 @@ BUDGETS: dict[str, dict[str, int]] = {
     # Patients: the list is one page of annotated rows (latest PHQ-9, next appointment).
     "patients:list": {"scheduler": 9, "clinician": 9},  # + count, the page's rows
     "patients:create": {"scheduler": 8},  # the form's choices (clinicians)
-    # The patient page: the patient, the response curve, the treatment summary, booster
-    # status, plan, upcoming, open alerts, the timeline (each one query, whatever the history).
-    "patients:detail": {"clinician": 28, "scheduler": 28},
+    # The patient page: the patient with the history in one read (sessions.selectors.
+    # PatientHistory), from which the curve, summary, booster status, upcoming and timeline come.
+    "patients:detail": {"clinician": 10, "scheduler": 10},
     "patients:edit": {"scheduler": 10},  # the patient, the form's choices
     "patients:phq9_new": {"clinician": 9},  # the patient
-    # Portal (the patient's own): curve, latest PHQ-9, next questionnaire day, appointments.
-    "portal:home": {"patient": 17},
+    # Portal (the patient's own): the history read once, the next questionnaire day.
+    "portal:home": {"patient": 10},
     "portal:phq9": {"patient": 9},  # the patient, the day's limit
     "portal:crisis": {"patient": 7},  # the signed-in request only
     "portal:download": {"patient": 13},  # the patient, the curve's PHQ-9s, series and infusions
