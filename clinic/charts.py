@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import csv
 import functools
+import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 import plotly.io as pio
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from patients.phq9 import SEVERITY_BANDS, Severity
 
@@ -128,6 +132,25 @@ class Chart:
             return figure_json(self.figure)
         # Through plotly's own encoder: dates, numbers and arrays come out as plain JSON.
         return json.loads(self.figure.to_json())
+
+    @property
+    def figure_script(self) -> SafeString:
+        """``{{ chart.figure_json|json_script:chart.id }}``, with the escapes as replaces
+        (``str.translate`` with a mapping goes character by character; a patient's years of
+        scores make a long figure)."""
+        text = json.dumps(self.figure_json, cls=DjangoJSONEncoder)
+        text = text.replace(">", "\\u003E").replace("<", "\\u003C").replace("&", "\\u0026")
+        return format_html('<script id="{}" type="application/json">{}</script>', self.id, mark_safe(text))
+
+    @property
+    def rows_html(self) -> SafeString:
+        """The table's body rows, each cell escaped (``<tr><td>...</td></tr>``): put together
+        here rather than cell by cell in the template."""
+        return mark_safe(
+            "".join(
+                "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in self.rows
+            )
+        )
 
 
 def csv_response(filename: str, headers: Sequence[str], rows: Sequence[Sequence]) -> HttpResponse:

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
-import json
-from dataclasses import dataclass
 
 import plotly.graph_objects as go
-from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString, mark_safe
 
 from clinic.charts import ALERT, BOOSTER, MUTED, PRIMARY, Chart, base_layout, phq9_band_labels, phq9_band_shapes
 from patients.phq9 import REMISSION_BELOW, RESPONSE_REDUCTION
@@ -180,40 +174,16 @@ def response_curve_table(data: ResponseCurveData, *, clinical: bool = True) -> t
     return headers, rows
 
 
-@dataclass
-class ResponseCurveChart(Chart):
-    """The response curve for ``templates/patients/response_curve.html``: what
-    ``includes/chart.html`` renders, with its two long parts put together here rather than
-    cell by cell in the template (years of scores make a long table): the same HTML."""
-
-    @property
-    def figure_script(self) -> SafeString:
-        """``{{ chart.figure_json|json_script:chart.id }}``, with the escapes as replaces
-        (``str.translate`` with a mapping goes character by character)."""
-        text = json.dumps(self.figure_json, cls=DjangoJSONEncoder)
-        text = text.replace(">", "\\u003E").replace("<", "\\u003C").replace("&", "\\u0026")
-        return format_html('<script id="{}" type="application/json">{}</script>', self.id, mark_safe(text))
-
-    @property
-    def rows_html(self) -> SafeString:
-        """The table's body rows, each cell escaped (``<tr><td>...</td></tr>``)."""
-        return mark_safe(
-            "".join(
-                "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in self.rows
-            )
-        )
-
-
 def response_curve_chart(
     data: ResponseCurveData, *, csv_url: str, clinical: bool, title: str = "Response curve"
-) -> ResponseCurveChart:
+) -> Chart:
     """The patient's response curve with its text alternative (staff page and portal).
 
     ``clinical``: whether the reader may see item-9 answers (clinicians, and the patient
     who gave them; not schedulers).
     """
     headers, rows = response_curve_table(data, clinical=clinical)
-    return ResponseCurveChart(
+    return Chart(
         id="response-curve",
         title=title,
         # The figure as a plain dict (the same JSON as the plotly figure, built cheaply).
